@@ -1,0 +1,108 @@
+"""Core value types: instruments with exact integer price/quantity grids, sides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import IntEnum
+
+from engine.errors import ConfigError, DataError
+
+
+class Side(IntEnum):
+    """Book side / order side. BUY rests on the bid side, SELL on the ask side."""
+
+    BUY = 0
+    SELL = 1
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+def _dec(value: str | Decimal | float, what: str) -> Decimal:
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError as exc:
+        raise ConfigError(f"{what}: not a decimal number: {value!r}") from exc
+    if not d.is_finite() or d <= 0:
+        raise ConfigError(f"{what} must be a positive decimal, got {value!r}")
+    return d.normalize()
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable symbol and its exact grids: prices are integer ticks, quantities integer lots.
+
+    ``tick_size`` and ``step_size`` are Binance's PRICE_FILTER.tickSize and LOT_SIZE.stepSize as decimal strings.
+    """
+
+    symbol: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_notional: Decimal = Decimal("5")
+    min_qty: Decimal | None = None
+
+    @classmethod
+    def make(cls, symbol: str, tick_size: str, step_size: str, min_notional: str = "5",
+             min_qty: str | None = None) -> Instrument:
+        if not symbol or not symbol.isalnum() or symbol.upper() != symbol:
+            raise ConfigError(f"symbol must be upper-case alphanumeric, got {symbol!r}")
+        return cls(symbol, _dec(tick_size, "tick_size"), _dec(step_size, "step_size"),
+                   _dec(min_notional, "min_notional"),
+                   _dec(min_qty, "min_qty") if min_qty is not None else None)
+
+    @staticmethod
+    def grid(size: Decimal) -> tuple[int, int]:
+        """(mantissa, decimals) with size == mantissa * 10**-decimals, decimals >= 0."""
+        sign, digits, exp = size.normalize().as_tuple()
+        mant = int("".join(map(str, digits)))
+        if exp > 0:
+            return mant * 10**exp, 0
+        return mant, -exp
+
+    def price_to_ticks(self, price: str | Decimal) -> int:
+        return _to_units(price, self.tick_size, "price", self.symbol)
+
+    def qty_to_lots(self, qty: str | Decimal) -> int:
+        return _to_units(qty, self.step_size, "quantity", self.symbol)
+
+    def ticks_to_price(self, ticks: int) -> Decimal:
+        return ticks * self.tick_size
+
+    def lots_to_qty(self, lots: int) -> Decimal:
+        return lots * self.step_size
+
+    def fmt_price(self, ticks: int) -> str:
+        return _fmt(ticks, self.tick_size)
+
+    def fmt_qty(self, lots: int) -> str:
+        return _fmt(lots, self.step_size)
+
+
+def _to_units(value: str | Decimal, size: Decimal, what: str, symbol: str) -> int:
+    try:
+        d = Decimal(value) if isinstance(value, str) else value
+    except ArithmeticError as exc:
+        raise DataError(f"{symbol}: {what} {value!r} is not a decimal") from exc
+    units, rem = divmod(d, size)
+    if rem != 0 or not d.is_finite():
+        raise DataError(f"{symbol}: {what} {value} is not a multiple of {size}")
+    return int(units)
+
+
+def _fmt(units: int, size: Decimal) -> str:
+    _, decimals = Instrument.grid(size)
+    return f"{units * size:.{decimals}f}"
+
+
+# Grids of the symbols in the bundled and shared recordings (Binance USD-M exchangeInfo). Live and sim runs take
+# them from exchangeInfo instead; these let a bare recording be read without one.
+KNOWN_INSTRUMENTS: dict[str, Instrument] = {
+    "BTCUSDT": Instrument.make("BTCUSDT", "0.10", "0.001", "100", "0.001"),
+    "ETHUSDT": Instrument.make("ETHUSDT", "0.01", "0.001", "20", "0.001"),
+}
