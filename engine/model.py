@@ -59,7 +59,7 @@ class Instrument:
     @staticmethod
     def grid(size: Decimal) -> tuple[int, int]:
         """(mantissa, decimals) with size == mantissa * 10**-decimals, decimals >= 0."""
-        sign, digits, exp = size.normalize().as_tuple()
+        _, digits, exp = size.normalize().as_tuple()
         mant = int("".join(map(str, digits)))
         if exp > 0:
             return mant * 10**exp, 0

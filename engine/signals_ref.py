@@ -1,8 +1,9 @@
 """Micro-timing signals: the parameters and a plain pure-Python reference of ``ext.timing.Timing``.
 
 ``RefTiming`` mirrors the Cython kernel operation for operation (same float operations in the same order, the
-same libm ``exp``/``tanh`` through :mod:`math`), so the two agree bit for bit; property tests hold the kernel to
-it. Everything is driven by exchange time in integer nanoseconds; prices are ticks and sizes lots (integers).
+same libm ``exp``/``tanh`` through :mod:`math`), so the two agree bit for bit; property tests hold the kernel
+to it. Everything is driven by exchange time in integer nanoseconds; prices are ticks and sizes lots
+(integers).
 
 Decay. Every accumulator belongs to one *decay group* with its own time constant ``tau`` and its own clock
 (the exchange time it was last decayed to). An event at ``ts`` decays only the groups it touches, once, by
@@ -10,8 +11,8 @@ Decay. Every accumulator belongs to one *decay group* with its own time constant
 a clock back); reads (``snapshot``/``score``) decay to ``now`` without mutating. Two kinds of decayed state:
 
 * decayed sums ``S <- S*f + x``: the exponentially weighted sum of event contributions ``x``;
-* time-weighted averages of a piecewise-constant quantity ``c``: ``A <- A*f + c*(1-f)`` where ``c`` is the value
-  that held over the elapsed interval (so an instantaneous spike with no duration carries no weight).
+* time-weighted averages of a piecewise-constant quantity ``c``: ``A <- A*f + c*(1-f)`` where ``c`` is the
+  value that held over the elapsed interval (so an instantaneous spike with no duration carries no weight).
 
 A rate is a decayed sum of changes divided by ``tau`` in seconds: a steady rate ``r`` gives ``S -> r*tau``.
 
@@ -19,36 +20,39 @@ Signals (name in ``snapshot()``: formula; units; time constant):
 
 1. ``ofi``: Cont-Kukanov-Stoikov order-flow imbalance at the touch, decayed sum of per-touch-change
    ``e = 1{Pb>=Pb'}qb - 1{Pb<=Pb'}qb' - 1{Pa<=Pa'}qa + 1{Pa>=Pa'}qa'`` (primed: previous touch); lots;
-   tau_ofi. ``ofi_norm = ofi / touch_depth_avg`` (dimensionless) with ``touch_depth_avg`` the time-weighted
-   average of ``(qb + qa)/2`` (lots, tau_ofi). ``mlofi``: multi-level OFI (Xu, Gould & Howison), the same ``e``
-   at each of the top ``mlofi_levels`` levels of consecutive depth diffs, summed over levels; lots; tau_ofi.
+   tau_ofi. ``ofi_norm = ofi / touch_depth_avg`` (dimensionless), ``touch_depth_avg`` the time-weighted
+   average of ``(qb + qa)/2`` (lots, tau_ofi). ``mlofi``: multi-level OFI (Xu, Gould & Howison), the same
+   ``e`` at each of the top ``mlofi_levels`` levels of consecutive depth diffs, summed over levels; lots;
+   tau_ofi.
    ``mlofi_norm = mlofi / mlofi_depth_avg``, the time-weighted average of (top-N bid lots + top-N ask lots)/2.
 2. ``depth_vel_bid/ask``: rate of change of the resting depth within ``band_bps`` of the touch (touch
    included), decayed sum of per-diff band-depth changes / tau_vel; lots/s; tau_vel.
 3. ``vacuum_bid/ask``: decayed sum ``V`` of in-band depth decreases not explained by trades (lots, tau_vac,
-   ``vacuum_acc_*``), reported as ``V / (V + band_depth)``: the fraction of recent band liquidity that vanished
-   without trading, in [0, 1). "In band" for a decrease at ``p``: bid ``p >= best_bid - band``, ask
+   ``vacuum_acc_*``), reported as ``V / (V + band_depth)``: the fraction of recent band liquidity that
+   vanished without trading, in [0, 1). "In band" for a decrease at ``p``: bid ``p >= best_bid - band``, ask
    ``p <= best_ask + band`` (touch after the diff, so a level at the old touch counts).
-4. ``pulled_bid/ask``: decayed sum ``P`` of unexplained removals of *large* levels (resting ``>= pull_k`` x the
-   average level size, within ``pull_ticks`` of the touch) where the unexplained part is at least ``pull_frac``
-   of what rested; ``P / (P + band_depth)``; tau_pull. ``level_size_avg``: time-weighted average of the mean
-   level size over the top ``mlofi_levels`` levels of both sides (lots, tau_level).
+4. ``pulled_bid/ask``: decayed sum ``P`` of unexplained removals of *large* levels (resting ``>= pull_k`` x
+   the average level size, within ``pull_ticks`` of the touch) where the unexplained part is at least
+   ``pull_frac`` of what rested; ``P / (P + band_depth)``; tau_pull. ``level_size_avg``: time-weighted average
+   of the mean level size over the top ``mlofi_levels`` levels of both sides (lots, tau_level).
 5. ``absorption_bid/ask``: at the current touch price of a side, market volume traded there (decayed, tau_abs,
    ``absorbed_*``, lots) over the peak displayed size there since that price became the touch
-   (``absorb_peak_*``); resets when the touch price moves. > 1 means more traded than was ever shown (iceberg).
+   (``absorb_peak_*``); resets when the touch price moves. > 1 means more traded than was ever shown
+   (iceberg).
 6. ``run_count``/``run_volume``: signed length (prints) and volume (lots) of the current run of same-aggressor
    prints (+ buy, - sell); a gap > ``run_gap_ns`` or an opposite print ends it (0 once stale).
    ``tape_imb_fast/slow = (B - S) / (B + S)`` of decayed aggressor buy/sell volume (``buy_vol_*``,
    ``sell_vol_*``, lots) at tau_flow_fast and tau_flow_slow.
-7. ``spread`` (ticks, current) and ``spread_avg`` (time-weighted, tau_spread); ``micro_tilt`` = microprice - mid
-   (ticks); ``micro_drift``: decayed sum of microprice changes / tau_micro (ticks/s).
+7. ``spread`` (ticks, current) and ``spread_avg`` (time-weighted, tau_spread); ``micro_tilt`` = microprice -
+   mid (ticks); ``micro_drift``: decayed sum of microprice changes / tau_micro (ticks/s).
 
 Trade/depth reconciliation (3 and 4): trades and depth diffs come on separate streams, either may come first.
 A trade consumes the maker side (aggressor buy consumes asks). A depth decrease first takes matching unmatched
-trade volume (same side and price, ``|dt| <= match_tol_ns``) from a ring; the rest is unexplained, added to the
-sums and remembered in a ring. A trade that arrives later takes matching remembered decreases and removes the
-explained lots from the sums exactly as decayed since they were added: ``S -= m * exp(-(clock - t_add)/tau)``.
-Both rings hold ``RING`` entries (oldest dropped when full) and drop entries older than ``match_tol_ns``.
+trade volume (same side and price, ``|dt| <= match_tol_ns``) from a ring; the rest is unexplained, added to
+the sums and remembered in a ring. A trade that arrives later takes matching remembered decreases and removes
+the explained lots from the sums exactly as decayed since they were added:
+``S -= m * exp(-(clock - t_add)/tau)``. Both rings hold ``RING`` entries (oldest dropped when full) and drop
+entries older than ``match_tol_ns``.
 
 Entry score: see :func:`score_from_view`.
 """
@@ -101,7 +105,7 @@ class TimingParams:
     run_gap_ns: int = 500 * MS            # a longer pause between prints ends a run
     w_ofi: float = 0.30                   # softsign(ofi_norm)
     w_mlofi: float = 0.15                 # softsign(mlofi_norm)
-    w_vel: float = 0.10                   # softsign((vel_bid - vel_ask) * vel_scale_s / (band_bid + band_ask + 1))
+    w_vel: float = 0.10                   # softsign((vel_bid - vel_ask) * vel_scale_s / (band depths + 1))
     w_vac: float = 0.20                   # vacuum_ask - vacuum_bid
     w_pull: float = 0.15                  # pulled_ask - pulled_bid
     w_abs: float = 0.10                   # a/(1+a) of bid absorption minus that of ask absorption
@@ -109,10 +113,12 @@ class TimingParams:
     w_run: float = 0.10                   # softsign(run_count / run_scale)
     w_tilt: float = 0.15                  # micro_tilt / (spread / 2)
     w_drift: float = 0.10                 # softsign(micro_drift * drift_horizon_s)
-    w_spread: float = 0.10                # side-neutral: -softsign((spread - spread_avg) / max(spread_avg, 1))
-    vel_scale_s: float = 1.0
-    run_scale: float = 4.0
-    drift_horizon_s: float = 0.5
+    w_spread: float = 0.10                # -softsign((spread - sa) / sa), sa = max(spread_avg, 1)
+    # Feature scales, set so that |feature| has p90 ~ 0.4-0.7 on the bundled BTCUSDT sample (@trade prints:
+    # one taker order fills as many prints, hence the long runs; a 1-tick spread makes the microprice jumpy).
+    vel_scale_s: float = 2.0
+    run_scale: float = 20.0
+    drift_horizon_s: float = 0.05
     gain: float = 1.5                     # score = tanh(gain * z)
 
     def __post_init__(self) -> None:
@@ -175,9 +181,9 @@ def score_from_view(v: dict[str, float], p: TimingParams, side: int) -> float:
     touch and multi-level OFI (buy pressure), bid depth growing / ask depth shrinking, ask-side vacuum minus
     bid-side vacuum, asks pulled minus bids pulled (pulled bids = fake support gone: negative for a buy), bid
     absorption minus ask absorption (bids soaking up sells), tape imbalance and the signed run, microprice
-    tilt towards the ask and its drift. ``z = d * sum(w_i * x_i) - w_spread * x_spread`` with ``d = +1`` for buy
-    and ``-1`` for sell (mirror symmetric); the spread term is side-neutral: a spread wider than its average
-    lowers urgency for both sides. ``score = tanh(gain * z)``.
+    tilt towards the ask and its drift. ``z = d * sum(w_i * x_i) - w_spread * x_spread`` with ``d = +1`` for
+    buy and ``-1`` for sell (mirror symmetric); the spread term is side-neutral: a spread wider than its
+    average lowers urgency for both sides. ``score = tanh(gain * z)``.
     """
     x = softsign(v["ofi_norm"])
     z = p.w_ofi * x
@@ -257,10 +263,11 @@ class RefTiming:
         self.run_sign = 0
         self.run_count = self.run_vol = self.run_last_ts = 0
         self.flow = [0.0, 0.0, 0.0, 0.0]
-        self.dring: deque[list[int]] = deque(maxlen=RING)   # [side, price, ts, t_add, left, old, in_band, pull]
-        self.tring: deque[list[int]] = deque(maxlen=RING)   # [side, price, ts, left]
+        # [side, price, ts, t_add, left, old, in_band, is_pull] and [side, price, ts, left], oldest first
+        self.dring: deque[list[int]] = deque(maxlen=RING)
+        self.tring: deque[list[int]] = deque(maxlen=RING)
 
-    # ---- decay ----------------------------------------------------------------------------------------------
+    # ---- decay ---------------------------------------------------------------------------------------------
 
     def _adv(self, g: int, ts: int) -> float:
         """Decay factor moving group ``g``'s clock forward to ``ts`` (1.0 when ``ts`` is not later)."""
@@ -276,10 +283,11 @@ class RefTiming:
             return 1.0
         return math.exp(-float(dt) * self.inv_tau[g])
 
-    # ---- events ---------------------------------------------------------------------------------------------
+    # ---- events --------------------------------------------------------------------------------------------
 
-    def py_on_ticker(self, bid_px: int, bid_qty: int, ask_px: int, ask_qty: int, ts_ns: int, uid: int) -> None:
-        """A bookTicker: touch prices (ticks) and sizes (lots); ignored for touch signals unless uid is newer."""
+    def py_on_ticker(self, bid_px: int, bid_qty: int, ask_px: int, ask_qty: int, ts_ns: int,
+                     uid: int) -> None:
+        """A bookTicker: touch prices (ticks) and sizes (lots); ignored unless ``uid`` is newer."""
         if uid <= self.touch_uid:
             return
         self.touch_uid = uid
@@ -359,7 +367,7 @@ class RefTiming:
             ring.popleft()
         left = qty
         for e in ring:
-            if e[0] == side and e[1] == price and e[4] > 0 and e[2] - ts <= tol and ts - e[2] <= tol:
+            if e[1] == price and e[0] == side and e[4] > 0 and e[2] - ts <= tol and ts - e[2] <= tol:
                 m = left if left < e[4] else e[4]
                 self._unexplain(e, m)
                 left -= m
@@ -369,7 +377,7 @@ class RefTiming:
             self.tring.append([side, price, ts, left])
 
     def _unexplain(self, e: list[int], m: int) -> None:
-        """A trade explains ``m`` lots of remembered decrease ``e``: take them back out of the decayed sums."""
+        """A trade explains ``m`` lots of remembered decrease ``e``: take them out of the decayed sums."""
         s = e[0]
         if e[6]:
             dt = self.clock[G_VAC] - e[3]
@@ -389,7 +397,7 @@ class RefTiming:
         e[4] -= m
 
     def py_on_depth(self, book: BookLike, changes: Sequence[Change], ts_ns: int, uid: int) -> None:
-        """A whole depth diff already applied to ``book``; ``changes``: (side, price, qty_after, qty_before)."""
+        """A whole depth diff already applied to ``book``; changes: (side, price, qty_after, qty_before)."""
         p = self.params
         fvel = self._adv(G_VEL, ts_ns)
         fvac = self._adv(G_VAC, ts_ns)
@@ -435,7 +443,8 @@ class RefTiming:
             self.touch_uid = uid
             self._touch(b[0], b[1], a[0], a[1], ts_ns)
 
-    def _decrease(self, side: int, price: int, old: int, qty: int, ts: int, in_band: bool, in_pull: bool) -> None:
+    def _decrease(self, side: int, price: int, old: int, qty: int, ts: int, in_band: bool,
+                  in_pull: bool) -> None:
         u = (old - qty) - self._match_trades(side, price, old - qty, ts)
         if u <= 0:
             return
@@ -451,7 +460,7 @@ class RefTiming:
         tol = self.params.match_tol_ns
         got = 0
         for e in self.tring:
-            if e[0] == side and e[1] == price and e[3] > 0 and e[2] - ts <= tol and ts - e[2] <= tol:
+            if e[1] == price and e[0] == side and e[3] > 0 and e[2] - ts <= tol and ts - e[2] <= tol:
                 x = want - got
                 if e[3] < x:
                     x = e[3]
@@ -488,7 +497,7 @@ class RefTiming:
         self.have_top = False
         self.tring.clear()
 
-    # ---- reads ----------------------------------------------------------------------------------------------
+    # ---- reads ---------------------------------------------------------------------------------------------
 
     def snapshot(self, now_ns: int) -> dict[str, float]:
         """Every signal by name, decayed to ``now_ns`` (state untouched)."""
@@ -550,5 +559,5 @@ def _imbalance(b: float, s: float) -> float:
 
 
 def apply_diff(book: Any, levels: Iterable[tuple[int, int, int]]) -> list[Change]:
-    """Apply (side, price, qty) updates to ``book`` in order; the applied changes with their old quantities."""
+    """Apply (side, price, qty) updates to ``book`` in order; returns the changes with old quantities."""
     return [(side, price, qty, book.set(side, price, qty)) for side, price, qty in levels]

@@ -12,28 +12,32 @@ Prices are ticks (``price / tick_size``), quantities are lots (``qty / step_size
 from cython.operator cimport dereference as deref, preincrement as inc, predecrement as dec
 from libc.stdint cimport int64_t
 from libc.math cimport NAN
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memmove, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from libcpp.map cimport map as cmap
 
-DEF_WINDOW = 8192
+DEF_WINDOW = 32768
 
 
 cdef class Book:
     """One instrument's L2 book (both sides), prices in ticks and sizes in lots.
 
-    ``window`` is the width of the flat ladder in ticks (default 8192): pick it so that the levels that change
-    often (a few hundred bps around the touch) fall inside it.
+    ``window`` is the width of the flat ladder in ticks (default 32768, 512 KB a book): wide enough that nearly
+    every level Binance updates falls inside it (±2.6% of BTCUSDT at 0.10 ticks), since a level outside costs a
+    tree lookup instead of an array store.
     """
 
     def __cinit__(self, int64_t window=DEF_WINDOW):
         if window < 64:
             raise ValueError(f"book window must be >= 64 ticks, got {window}")
         self.window = window
-        self.bidq = <int64_t*>calloc(window, sizeof(int64_t))
-        self.askq = <int64_t*>calloc(window, sizeof(int64_t))
+        self.bidq = <int64_t*>malloc(window * sizeof(int64_t))
+        self.askq = <int64_t*>malloc(window * sizeof(int64_t))
         if self.bidq == NULL or self.askq == NULL:
             raise MemoryError()
+        memset(self.bidq, 0, window * sizeof(int64_t))    # written, not calloc'd: pages fault in now, not
+        memset(self.askq, 0, window * sizeof(int64_t))    # on the first update that touches them
         self.best_bid = NO_BID
         self.best_ask = NO_ASK
         self.has_base = False
@@ -438,3 +442,17 @@ cdef inline int _check_side(int side) except -1:
     if side != BID and side != ASK:
         raise ValueError(f"side must be 0 (bid) or 1 (ask), got {side}")
     return 0
+
+
+def time_apply(Book book, sides, prices, qtys):
+    """Apply pre-converted levels (int64 arrays) in one timed pass; returns total ns (benchmarks)."""
+    cdef const long long[::1] s = sides
+    cdef const long long[::1] p = prices
+    cdef const long long[::1] q = qtys
+    cdef Py_ssize_t i, n = s.shape[0]
+    cdef timespec t0, t1
+    clock_gettime(CLOCK_MONOTONIC, &t0)
+    for i in range(n):
+        book.set_level(<int>s[i], p[i], q[i])
+    clock_gettime(CLOCK_MONOTONIC, &t1)
+    return (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)

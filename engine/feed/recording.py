@@ -62,7 +62,7 @@ def _split(path: str, lineno: int, line: bytes) -> Line | None:
     if sep and raw[:1] in (b"{", b"[") and stamp:
         try:
             if b"." in stamp:
-                return Line(path, lineno, int(round(float(stamp) * 1e9)), raw)
+                return Line(path, lineno, round(float(stamp) * 1e9), raw)
             return Line(path, lineno, int(stamp), raw)
         except ValueError:
             pass
@@ -74,7 +74,7 @@ def _split(path: str, lineno: int, line: bytes) -> Line | None:
         sym = url.partition(b"symbol=")[2].partition(b"&")[0].decode("ascii", "replace").upper()
         try:
             if raw[:1] == b"{":
-                return Line(path, lineno, int(round(float(ts) * 1e9)), raw, sym)
+                return Line(path, lineno, round(float(ts) * 1e9), raw, sym)
         except ValueError:
             pass
     raise DataError(f"{path}:{lineno}: not '<stamp> <json>': {line[:80]!r}")

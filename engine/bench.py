@@ -1,0 +1,195 @@
+"""``tapeshot bench``: the hot path measured on real recordings on this machine.
+
+Every figure comes from real recorded messages (the bundled sample by default). Per-message latencies are taken
+with CLOCK_MONOTONIC inside a Cython loop, so the timer costs ~20 ns and no Python loop overhead is counted.
+Medians and tails, never means: the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ext.book import Book, time_apply
+from ext.feed import Feed
+from ext.parse import parse
+
+from engine.feed import instruments as inst
+from engine.feed.recording import sample_path
+from engine.feed.verify import _symbols_and_snapshots, merged_lines
+
+# Issue #2 targets (medians on a 2-core machine), printed beside each figure.
+TARGETS = {
+    "book_update_ns": ("<=", 10.0),
+    "msg_to_book_us.p50": ("<=", 1.0),
+    "msg_to_book_us.p99": ("<=", 3.0),
+    "msg_to_decision_us.p50": ("<=", 3.0),
+    "msg_to_decision_us.p99": ("<=", 10.0),
+    "replay_events_per_s": (">=", 1_000_000.0),
+}
+
+
+@dataclass
+class Tape:
+    """A recording loaded in memory for measurement: its raw messages and instruments."""
+
+    paths: list[Path]
+    messages: list[bytes]
+    instruments: list
+
+
+def load_tape(paths: list[str | Path] | None) -> Tape:
+    ps = [Path(p) for p in paths] if paths else [sample_path()]
+    lines = merged_lines(ps)
+    symbols, snapshots = _symbols_and_snapshots(lines)
+    return Tape(ps, [ln.raw for ln in lines], inst.resolve(symbols, None, snapshots))
+
+
+def _pcts(ns: np.ndarray) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(ns, 50)) / 1e3, 3), "p99": round(float(np.percentile(ns, 99)) / 1e3, 3)}
+
+
+def _sync_point(tape: Tape) -> int:
+    """Index of the first message after which every symbol's book is synced."""
+    feed = Feed(tape.instruments)
+    for i, m in enumerate(tape.messages):
+        feed.on_message(m)
+        if all(sf.synced for sf in feed.symbols):
+            return i + 1
+    raise RuntimeError("the recording never syncs a book (no snapshot bracketed by its diffs?)")
+
+
+def book_update_ns(tape: Tape, repeats: int = 7) -> float:
+    """Median over repeats of ns per level update, applying every recorded diff's levels to a book."""
+    sym = tape.instruments[0]
+    sides, prices, qtys = [], [], []
+    snapshot = None
+    for m in tape.messages:
+        try:
+            d = parse(m)
+        except ValueError:
+            continue
+        if d["kind"] == "snapshot" and snapshot is None:
+            snapshot = d
+        elif d["kind"] == "depthUpdate" and d["s"] == sym.symbol and snapshot is not None:
+            for side, key in ((0, "bids"), (1, "asks")):
+                for p, q in d[key]:
+                    sides.append(side)
+                    prices.append(sym.price_to_ticks(p))
+                    qtys.append(sym.qty_to_lots(q))
+    if snapshot is None or not sides:
+        raise RuntimeError("no snapshot or diffs to apply")
+    s, p, q = (np.asarray(a, dtype=np.int64) for a in (sides, prices, qtys))
+    per_level = []
+    for _ in range(repeats):
+        book = Book()
+        for side, key in ((0, "bids"), (1, "asks")):
+            book.apply(side, [sym.price_to_ticks(x) for x, _ in snapshot[key]],
+                       [sym.qty_to_lots(y) for _, y in snapshot[key]])
+        per_level.append(time_apply(book, s, p, q) / len(s))
+    return round(statistics.median(per_level), 2)
+
+
+def _depth_mask(messages: list[bytes]) -> np.ndarray:
+    kinds = []
+    for m in messages:
+        try:
+            kinds.append(parse(m)["kind"] == "depthUpdate")
+        except ValueError:
+            kinds.append(False)
+    return np.asarray(kinds, dtype=bool)
+
+
+def msg_to_book(tape: Tape) -> dict[str, float]:
+    """Raw depth-message bytes to an updated book (scan, chain check, convert, apply), signals off."""
+    start = _sync_point(tape)
+    feed = Feed(tape.instruments)
+    for sf in feed.symbols:
+        sf.signals_on = False
+    feed.replay(tape.messages[:start])
+    rest = tape.messages[start:]
+    ns = feed.time_each(rest)
+    return _pcts(ns[_depth_mask(rest)])
+
+
+def msg_to_decision(tape: Tape) -> dict[str, float]:
+    """Raw depth-message bytes to updated book, updated signals and a sniper fire/hold decision for one intent."""
+    from strategies.sniper import SniperTrigger
+
+    start = _sync_point(tape)
+    feed = Feed(tape.instruments)
+    feed.replay(tape.messages[:start])
+    sf = feed.symbols[0]
+    horizon = 10**15  # one intent whose window spans the whole tape: every event is a live decision
+    trigger = SniperTrigger(0, sf.last_event_ns, sf.last_event_ns + horizon)
+    rest = tape.messages[start:]
+    ns = feed.time_each_decide(rest, trigger.decide)
+    return _pcts(ns[_depth_mask(rest)])
+
+
+def replay_events_per_s(tape: Tape, repeats: int = 5) -> float:
+    """Recorded events per second through parse, depth sync, book and signals (median of repeats)."""
+    rates = []
+    for _ in range(repeats):
+        feed = Feed(tape.instruments)
+        t0 = time.perf_counter()
+        feed.replay(tape.messages)
+        rates.append(len(tape.messages) / (time.perf_counter() - t0))
+    return round(statistics.median(rates))
+
+
+def orjson_depth_us(tape: Tape, limit: int = 3000) -> float:
+    """For comparison: orjson.loads alone on depth messages, median µs (the parser we chose not to use)."""
+    import orjson
+
+    depth = [m for m, d in zip(tape.messages, _depth_mask(tape.messages), strict=True) if d][:limit]
+    ns = []
+    for m in depth:
+        t0 = time.perf_counter_ns()
+        orjson.loads(m)
+        ns.append(time.perf_counter_ns() - t0)
+    return round(statistics.median(ns) / 1e3, 3)
+
+
+def run(paths: list[str | Path] | None = None) -> dict:
+    tape = load_tape(paths)
+    return {
+        "data": [str(p) for p in tape.paths],
+        "messages": len(tape.messages),
+        "book_update_ns": book_update_ns(tape),
+        "msg_to_book_us": msg_to_book(tape),
+        "msg_to_decision_us": msg_to_decision(tape),
+        "replay_events_per_s": replay_events_per_s(tape),
+        "orjson_loads_depth_us": orjson_depth_us(tape),
+    }
+
+
+def _flat(result: dict) -> list[tuple[str, float]]:
+    rows = []
+    for k, v in result.items():
+        if isinstance(v, dict):
+            rows += [(f"{k}.{kk}", vv) for kk, vv in v.items()]
+        elif isinstance(v, int | float):
+            rows.append((k, v))
+    return rows
+
+
+def table(result: dict) -> str:
+    """The result as an aligned text table with the targets beside the figures."""
+    lines = [f"data: {', '.join(result['data'])} ({result['messages']} messages)", "",
+             f"{'measure':<28}{'value':>14}   target     "]
+    for name, value in _flat(result):
+        if name == "messages":
+            continue
+        target = TARGETS.get(name)
+        if target:
+            op, lim = target
+            ok = value <= lim if op == "<=" else value >= lim
+            tgt = f"{op} {lim:g}  {'ok' if ok else 'MISSED'}"
+        else:
+            tgt = "(reference)"
+        lines.append(f"{name:<28}{value:>14,.3f}   {tgt}")
+    return "\n".join(lines)
