@@ -462,6 +462,13 @@ cdef class Feed:
         for sf in self.symbols:
             sf.finish()
 
+    def set_max_pending(self, int64_t n) -> None:
+        """Cap on diffs buffered per symbol while waiting for a snapshot (the oldest are dropped beyond it)."""
+        if n < 1:
+            raise ValueError("max_pending must be >= 1")
+        for sf in self.symbols:
+            (<SymbolFeed>sf).max_pending = n
+
     @property
     def stats(self) -> dict:
         return {"messages": self.n_messages, "errors": self.n_errors, "unknown_symbol": self.n_unknown_symbol,

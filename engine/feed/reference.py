@@ -194,7 +194,8 @@ def _trade(d: dict, stream: str) -> dict:
     x = d.get("X", "MARKET")
     return {"kind": d["e"], "s": d["s"], "T": _time(d), "id": tid,
             "first": _int(d["f"]) if agg else tid, "last": _int(d["l"]) if agg else tid,
-            "p": _canon(d["p"]), "q": _canon(d["q"]), "maker": d["m"], "market": not isinstance(x, str) or x == "MARKET"}
+            "p": _canon(d["p"]), "q": _canon(d["q"]), "maker": d["m"],
+            "market": not isinstance(x, str) or x == "MARKET"}
 
 
 def _snapshot(d: dict, stream: str) -> dict:

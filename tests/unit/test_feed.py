@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from ext.feed import Feed
+from ext.parse import ERR_GRID as E_GRID
+from ext.parse import ERR_SYMBOL as E_SYMBOL
 
 from engine.feed.recording import read_messages
 from engine.feed.reference import ASK, BID, RefBook, parse_message, reference_verify
 from engine.model import KNOWN_INSTRUMENTS, Instrument
-from ext.feed import Feed
-from ext.parse import ERR_GRID as E_GRID
-from ext.parse import ERR_SYMBOL as E_SYMBOL
 from tests.conftest import SETS, SHARED, shared_set
 
 BTC = KNOWN_INSTRUMENTS["BTCUSDT"]
@@ -137,7 +137,7 @@ def test_corrupt_message_is_counted_and_the_chain_break_resyncs(sample):
     msgs = read_messages([sample])
     ks = kinds(msgs)
     i = [j for j, k in enumerate(ks) if k == "depthUpdate"][200]
-    bad = msgs[:i] + [msgs[i][: len(msgs[i]) // 2]] + msgs[i + 1:]
+    bad = [*msgs[:i], msgs[i][: len(msgs[i]) // 2], *msgs[i + 1:]]
     feed = run(bad)
     sf = feed["BTCUSDT"]
     assert feed.n_errors == 1 and "syntax" in feed.last_error
