@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 from engine.errors import ConfigError, DataError
 
@@ -106,3 +106,35 @@ KNOWN_INSTRUMENTS: dict[str, Instrument] = {
     "BTCUSDT": Instrument.make("BTCUSDT", "0.10", "0.001", "100", "0.001"),
     "ETHUSDT": Instrument.make("ETHUSDT", "0.01", "0.001", "20", "0.001"),
 }
+
+
+class OrderType(str, Enum):
+    """Binance USD-M order types (the wire strings)."""
+
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+    STOP_MARKET = "STOP_MARKET"
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+
+
+class TimeInForce(str, Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    GTX = "GTX"          # post-only: rejected (expired) if it would take
+
+
+class OrderStatus(str, Enum):
+    """Binance order statuses; UNKNOWN is ours (an ack was lost: resolve by querying the venue)."""
+
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    EXPIRED_IN_MATCH = "EXPIRED_IN_MATCH"
+
+    @property
+    def final(self) -> bool:
+        return self not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)

@@ -314,6 +314,10 @@ cdef class SymbolFeed:
             "last_update_id": self.last_u, "last_book_ns": self.last_book_ns,
         }
 
+    def request_resync(self) -> None:
+        """Forget the chain and wait for a new snapshot (a reconnect is always a gap)."""
+        self.start_resync()
+
     def finish(self) -> None:
         """End of a recording: tickers still waiting for their next diff cannot be checked."""
         self.ticker_unchecked += self.tk_n

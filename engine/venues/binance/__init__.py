@@ -1,0 +1,1 @@
+"""Binance USD-M futures connector: signed REST, market streams, user data stream, WebSocket API order entry."""

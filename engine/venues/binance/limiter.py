@@ -1,0 +1,93 @@
+"""Client-side request-weight and order-rate limiting that follows the venue's own counters.
+
+Binance USD-M counts REQUEST_WEIGHT per minute and ORDERS per 10 s and per minute in fixed windows, and reports
+its counts in ``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S`` and ``X-MBX-ORDER-COUNT-1M``. The limiter keeps
+its own count, takes the venue's figure whenever a response brings one (it also counts other processes sharing
+the IP or key), and waits for the next window rather than send a request that would cross ``safety`` x limit.
+So it never provokes a 429; if one comes anyway (or a 418), it waits out ``Retry-After`` before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    kind: str          # "weight" or "orders"
+    window_ms: int
+    limit: int
+    header: str        # the response header that reports the venue's count for this window
+
+
+DEFAULT_LIMITS = (
+    RateLimit("weight", 60_000, 2400, "X-MBX-USED-WEIGHT-1M"),
+    RateLimit("orders", 10_000, 300, "X-MBX-ORDER-COUNT-10S"),
+    RateLimit("orders", 60_000, 1200, "X-MBX-ORDER-COUNT-1M"),
+)
+
+
+class RateLimiter:
+    """Fixed-window counters per limit, synced from response headers; ``acquire`` waits instead of overrunning."""
+
+    def __init__(self, limits: tuple[RateLimit, ...] = DEFAULT_LIMITS, safety: float = 0.9,
+                 clock_ms: Callable[[], int] | None = None) -> None:
+        self.limits = limits
+        self.safety = safety
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._window = [0] * len(limits)
+        self._count = [0] * len(limits)
+        self.banned_until_ms = 0
+        self.waited_ms = 0          # total time spent waiting (exported as a metric)
+
+    def _roll(self, i: int, now: int) -> None:
+        start = now - now % self.limits[i].window_ms
+        if start != self._window[i]:
+            self._window[i] = start
+            self._count[i] = 0
+
+    def _need(self, lim: RateLimit, weight: int, orders: int) -> int:
+        return weight if lim.kind == "weight" else orders
+
+    def delay_ms(self, weight: int, orders: int = 0) -> int:
+        """How long a request of this cost must wait now (0: it may go)."""
+        now = self.clock_ms()
+        wait = max(0, self.banned_until_ms - now)
+        for i, lim in enumerate(self.limits):
+            self._roll(i, now)
+            need = self._need(lim, weight, orders)
+            if need and self._count[i] + need > lim.limit * self.safety:
+                wait = max(wait, self._window[i] + lim.window_ms - now)
+        return wait
+
+    async def acquire(self, weight: int, orders: int = 0) -> None:
+        while (wait := self.delay_ms(weight, orders)) > 0:
+            self.waited_ms += wait
+            await asyncio.sleep(wait / 1000)
+        now = self.clock_ms()
+        for i, lim in enumerate(self.limits):
+            self._roll(i, now)
+            self._count[i] += self._need(lim, weight, orders)
+
+    def update_from_headers(self, headers: Mapping[str, str]) -> None:
+        now = self.clock_ms()
+        for i, lim in enumerate(self.limits):
+            value = headers.get(lim.header)
+            if value is not None and value.isdigit():
+                self._roll(i, now)
+                self._count[i] = int(value)
+
+    def back_off(self, retry_after_s: float) -> None:
+        """A 429/418 said stop: nothing goes before ``Retry-After`` has passed."""
+        self.banned_until_ms = max(self.banned_until_ms, self.clock_ms() + int(retry_after_s * 1000))
+
+    def used(self) -> dict[str, int]:
+        now = self.clock_ms()
+        out = {}
+        for i, lim in enumerate(self.limits):
+            self._roll(i, now)
+            out[lim.header] = self._count[i]
+        return out

@@ -1,0 +1,167 @@
+"""Signed REST client for Binance USD-M futures (also our sim venue: only the base URL differs).
+
+Every answer that is not 2xx becomes a ``VenueClientError`` (4xx, with Binance's code and message) or a
+``VenueServerError`` (5xx, timeouts, dropped connections: the outcome is unknown and the caller must query).
+Timestamps use the server-time offset measured by ``sync_time``; request weights follow Binance's documentation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from engine.errors import VenueClientError, VenueServerError
+from engine.keys import Credentials
+from engine.venues.binance import codes
+from engine.venues.binance.limiter import RateLimiter
+from engine.venues.binance.signing import query_string, sign
+
+MAINNET_REST = "https://fapi.binance.com"
+TESTNET_REST = "https://testnet.binancefuture.com"
+
+
+def depth_weight(limit: int) -> int:
+    """REST /fapi/v1/depth weight by limit (Binance: 5/10/20/50 -> 2, 100 -> 5, 500 -> 10, 1000 -> 20)."""
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+class BinanceRest:
+    """One REST endpoint (base URL) with optional credentials, a shared rate limiter and a server-time offset."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, creds: Credentials | None = None,
+                 limiter: RateLimiter | None = None, recv_window_ms: int = 5000, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        self.creds = creds
+        self.limiter = limiter or RateLimiter()
+        self.recv_window_ms = recv_window_ms
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.time_offset_ms = 0
+        self.last_rtt_ms = 0.0
+
+    # ---- plumbing ---------------------------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """Our estimate of the venue's clock (ms)."""
+        return time.time_ns() // 1_000_000 + self.time_offset_ms
+
+    async def sync_time(self) -> int:
+        """Measure the server-time offset from /fapi/v1/time (midpoint of the round trip); returns it in ms."""
+        t0 = time.time_ns()
+        data = await self.request("GET", "/fapi/v1/time", weight=1)
+        t1 = time.time_ns()
+        self.last_rtt_ms = (t1 - t0) / 1e6
+        self.time_offset_ms = int(data["serverTime"] - (t0 + t1) / 2e6)
+        return self.time_offset_ms
+
+    async def request(self, method: str, path: str, params: dict[str, Any] | None = None, *, signed: bool = False,
+                      weight: int = 1, orders: int = 0) -> Any:
+        items = [(k, v) for k, v in (params or {}).items() if v is not None]
+        headers = {}
+        if signed or path.startswith("/fapi/v1/listenKey"):
+            if self.creds is None:
+                raise VenueClientError(codes.REJECTED_MBX_KEY, "no API credentials configured for a signed request")
+            headers["X-MBX-APIKEY"] = self.creds.api_key
+        if signed:
+            items += [("recvWindow", self.recv_window_ms), ("timestamp", self.now_ms())]
+            qs = query_string(items)
+            qs += "&signature=" + sign(self.creds.secret, qs)
+        else:
+            qs = query_string(items)
+        url = f"{self.base_url}{path}" + (f"?{qs}" if qs else "")
+        await self.limiter.acquire(weight, orders)
+        try:
+            async with self.session.request(method, url, headers=headers, timeout=self.timeout) as resp:
+                self.limiter.update_from_headers(resp.headers)
+                body = await resp.read()
+                return self._answer(resp.status, resp.headers, body, path)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise VenueServerError(codes.DISCONNECTED if not isinstance(exc, asyncio.TimeoutError) else codes.TIMEOUT,
+                                   f"{method} {path}: {type(exc).__name__}: outcome unknown") from None
+
+    def _answer(self, status: int, headers: Any, body: bytes, path: str) -> Any:
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        if 200 <= status < 300:
+            if data is None and body:
+                raise VenueServerError(codes.UNEXPECTED_RESP, f"{path}: unreadable answer", status)
+            return data
+        code = data.get("code", codes.UNKNOWN) if isinstance(data, dict) else codes.UNKNOWN
+        msg = data.get("msg", "") if isinstance(data, dict) else body[:200].decode("utf-8", "replace")
+        if status in (418, 429):
+            self.limiter.back_off(float(headers.get("Retry-After", "1") or 1))
+        if status >= 500:
+            raise VenueServerError(code, f"{path}: {msg}", status)
+        raise VenueClientError(code, f"{path}: {msg}", status)
+
+    # ---- market data ------------------------------------------------------------------------------------------
+
+    async def exchange_info(self) -> dict:
+        return await self.request("GET", "/fapi/v1/exchangeInfo", weight=1)
+
+    async def depth_raw(self, symbol: str, limit: int = 1000) -> bytes:
+        """The REST depth snapshot as raw bytes, for ``Feed.on_snapshot`` (the scanner reads it directly)."""
+        url = f"{self.base_url}/fapi/v1/depth?symbol={symbol}&limit={limit}"
+        await self.limiter.acquire(depth_weight(limit))
+        try:
+            async with self.session.get(url, timeout=self.timeout) as resp:
+                self.limiter.update_from_headers(resp.headers)
+                body = await resp.read()
+                if resp.status != 200:
+                    self._answer(resp.status, resp.headers, body, "/fapi/v1/depth")
+                return body
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise VenueServerError(codes.DISCONNECTED, f"/fapi/v1/depth: {type(exc).__name__}") from None
+
+    # ---- orders (REST fallback; the WebSocket API is the fast path) --------------------------------------------
+
+    async def place_order(self, **params: Any) -> dict:
+        return await self.request("POST", "/fapi/v1/order", params, signed=True, weight=0, orders=1)
+
+    async def cancel_order(self, symbol: str, order_id: int | None = None, client_order_id: str | None = None) -> dict:
+        return await self.request("DELETE", "/fapi/v1/order", {"symbol": symbol, "orderId": order_id,
+                                                              "origClientOrderId": client_order_id},
+                                  signed=True, weight=1)
+
+    async def query_order(self, symbol: str, order_id: int | None = None, client_order_id: str | None = None) -> dict:
+        return await self.request("GET", "/fapi/v1/order", {"symbol": symbol, "orderId": order_id,
+                                                           "origClientOrderId": client_order_id},
+                                  signed=True, weight=1)
+
+    async def open_orders(self, symbol: str | None = None) -> list[dict]:
+        return await self.request("GET", "/fapi/v1/openOrders", {"symbol": symbol}, signed=True,
+                                  weight=1 if symbol else 40)
+
+    async def cancel_all(self, symbol: str) -> dict:
+        return await self.request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol}, signed=True, weight=1)
+
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> dict:
+        return await self.request("POST", "/fapi/v1/countdownCancelAll",
+                                  {"symbol": symbol, "countdownTime": countdown_ms}, signed=True, weight=10)
+
+    async def position_risk(self, symbol: str | None = None) -> list[dict]:
+        return await self.request("GET", "/fapi/v2/positionRisk", {"symbol": symbol}, signed=True, weight=5)
+
+    async def balance(self) -> list[dict]:
+        return await self.request("GET", "/fapi/v2/balance", signed=True, weight=5)
+
+    async def user_trades(self, symbol: str, start_ms: int | None = None, limit: int = 500) -> list[dict]:
+        return await self.request("GET", "/fapi/v1/userTrades", {"symbol": symbol, "startTime": start_ms,
+                                                                 "limit": limit}, signed=True, weight=5)
+
+    # ---- user data stream -------------------------------------------------------------------------------------
+
+    async def new_listen_key(self) -> str:
+        return (await self.request("POST", "/fapi/v1/listenKey", weight=1))["listenKey"]
+
+    async def keepalive_listen_key(self) -> None:
+        await self.request("PUT", "/fapi/v1/listenKey", weight=1)
+
+    async def close_listen_key(self) -> None:
+        await self.request("DELETE", "/fapi/v1/listenKey", weight=1)

@@ -1,0 +1,147 @@
+"""Order entry over Binance's WebSocket API (``/ws-fapi/v1``): the low-latency path; REST is the fallback.
+
+Requests are JSON text frames ``{"id", "method", "params"}``; signed params carry ``apiKey``, ``timestamp`` and an
+HMAC ``signature`` over the params sorted by name. Answers are matched by id; ``rateLimits`` in each answer keep
+the shared limiter in step. A dropped connection fails every request in flight with ``VenueServerError``: its
+outcome is unknown and the OMS resolves it by querying the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from typing import Any
+
+import aiohttp
+import orjson
+
+from engine.errors import VenueClientError, VenueServerError
+from engine.keys import Credentials
+from engine.venues.binance import codes
+from engine.venues.binance.limiter import RateLimiter
+from engine.venues.binance.signing import sign, ws_payload
+
+MAINNET_WS_API = "wss://ws-fapi.binance.com/ws-fapi/v1"
+TESTNET_WS_API = "wss://testnet.binancefuture.com/ws-fapi/v1"
+
+_LIMIT_HEADERS = {("REQUEST_WEIGHT", "MINUTE", 1): "X-MBX-USED-WEIGHT-1M",
+                  ("ORDERS", "SECOND", 10): "X-MBX-ORDER-COUNT-10S",
+                  ("ORDERS", "MINUTE", 1): "X-MBX-ORDER-COUNT-1M"}
+
+
+class WsApi:
+    """One WebSocket API session; connects lazily and again after a drop."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, creds: Credentials, now_ms,
+                 limiter: RateLimiter | None = None, recv_window_ms: int = 5000, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.session = session
+        self.creds = creds
+        self.now_ms = now_ms
+        self.limiter = limiter or RateLimiter()
+        self.recv_window_ms = recv_window_ms
+        self.timeout_s = timeout_s
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self.drops = 0
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self._ws is not None and not self._ws.closed:
+                return
+            try:
+                self._ws = await self.session.ws_connect(self.url, heartbeat=30, max_msg_size=0)
+            except (aiohttp.ClientError, OSError) as exc:
+                raise VenueServerError(codes.DISCONNECTED, f"WebSocket API: {type(exc).__name__}") from None
+            self._reader = asyncio.create_task(self._read(self._ws))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self._answer(orjson.loads(msg.data))
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                    break
+        finally:
+            self.drops += 1
+            err = VenueServerError(codes.DISCONNECTED, "WebSocket API connection lost: outcome unknown")
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(err)
+            self._pending.clear()
+
+    def _answer(self, msg: dict) -> None:
+        for rl in msg.get("rateLimits") or ():
+            header = _LIMIT_HEADERS.get((rl.get("rateLimitType"), rl.get("interval"), rl.get("intervalNum")))
+            if header:
+                self.limiter.update_from_headers({header: str(rl.get("count", ""))})
+        fut = self._pending.pop(msg.get("id"), None)
+        if fut is None or fut.done():
+            return
+        status = msg.get("status", 0)
+        if status == 200:
+            fut.set_result(msg.get("result"))
+            return
+        err = msg.get("error") or {}
+        code, text = err.get("code", codes.UNKNOWN), err.get("msg", "")
+        if status in (418, 429):
+            retry = (err.get("data") or {}).get("retryAfter") if isinstance(err.get("data"), dict) else None
+            self.limiter.back_off(max(1.0, (retry - self.now_ms()) / 1000) if retry else 1.0)
+        cls = VenueServerError if status >= 500 else VenueClientError
+        fut.set_exception(cls(code, text, status))
+
+    def signed(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Add apiKey, recvWindow, timestamp and the signature (params sorted by name)."""
+        p = {k: v for k, v in params.items() if v is not None}
+        p["apiKey"] = self.creds.api_key
+        p["recvWindow"] = self.recv_window_ms
+        p["timestamp"] = self.now_ms()
+        p["signature"] = sign(self.creds.secret, ws_payload(p))
+        return p
+
+    async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> asyncio.Future:
+        """Sign and write one request; returns the future of its answer (bytes are on the socket on return)."""
+        await self.limiter.acquire(weight, orders)
+        if self._ws is None or self._ws.closed:
+            await self.connect()
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        frame = orjson.dumps({"id": rid, "method": method, "params": self.signed(params)}).decode()
+        try:
+            await self._ws.send_str(frame)
+        except (ConnectionResetError, aiohttp.ClientError, RuntimeError) as exc:
+            self._pending.pop(rid, None)
+            raise VenueServerError(codes.DISCONNECTED, f"WebSocket API send failed: {type(exc).__name__}") from None
+        return fut
+
+    async def call(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> Any:
+        fut = await self.send(method, params, weight=weight, orders=orders)
+        try:
+            return await asyncio.wait_for(fut, self.timeout_s)
+        except TimeoutError:
+            raise VenueServerError(codes.TIMEOUT,
+                                   f"{method}: no answer in {self.timeout_s}s: outcome unknown") from None
+
+    async def place_order(self, **params: Any) -> dict:
+        return await self.call("order.place", params, weight=0, orders=1)
+
+    async def cancel_order(self, symbol: str, order_id: int | None = None, client_order_id: str | None = None) -> dict:
+        return await self.call("order.cancel", {"symbol": symbol, "orderId": order_id,
+                                                "origClientOrderId": client_order_id})
+
+    async def query_order(self, symbol: str, order_id: int | None = None, client_order_id: str | None = None) -> dict:
+        return await self.call("order.status", {"symbol": symbol, "orderId": order_id,
+                                                "origClientOrderId": client_order_id})
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader

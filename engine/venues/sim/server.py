@@ -1,0 +1,583 @@
+"""The sim venue's server: Binance USD-M's protocol over real sockets, around the deterministic ``SimExchange``.
+
+Endpoints (loopback only): REST ``/fapi/v1/...`` and ``/fapi/v2/...``; combined market streams
+``/stream?streams=a/b``, raw streams ``/ws/<stream>`` and ``SUBSCRIBE`` over ``/ws``; the user data stream
+``/ws/<listenKey>``; the WebSocket API ``/ws-fapi/v1``. A driver task replays the tape in exchange time at
+``speed`` x real time; market messages reach subscribers after the feed-latency model's delay, orders are matched
+after the entry latency and answered after the ack latency (all scaled by ``speed``). Auth timestamps are checked
+against the wall clock, which ``/fapi/v1/time`` reports; event times in the streams are the tape's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from engine.keys import Secret
+from engine.venues.binance import codes
+from engine.venues.binance.rest import depth_weight
+from engine.venues.sim import exchange_info
+from engine.venues.sim.auth import (
+    ApiAccount,
+    Limits,
+    RateCounter,
+    SimHttpError,
+    check_signature,
+    check_timestamp,
+    strip_signature,
+)
+from engine.venues.sim.params import as_int, bad, instrument_of, order_ref, parse_order
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = "tapeshot-sim-key"
+DEFAULT_API_SECRET = "tapeshot-sim-secret"
+LISTEN_KEY_TTL_S = 60 * 60
+
+
+@dataclass
+class Faults:
+    """Switchable failures (all off by default); counters say how many of the next requests/events to hit."""
+
+    skip_diffs: int = 0            # drop the next N depth diffs from the served stream (a pu gap for clients)
+    drop_market: bool = False      # close every market-stream connection now (clients must reconnect)
+    delay_user_ms: int = 0         # hold user data events back this long
+    duplicate_user: int = 0        # send the next N user data events twice
+    lose_acks: int = 0             # execute the next N orders but never answer them
+    http_5xx: int = 0              # answer the next N requests 503 without executing them
+    http_429: int = 0              # answer the next N requests 429
+    reject_orders: int = 0         # reject the next N orders (-2010)
+    stall_ms: int = 0              # stall every request this long before handling it
+
+    def update(self, changes: dict[str, Any]) -> None:
+        for k, v in changes.items():
+            if k not in self.__dataclass_fields__:
+                raise bad(codes.INVALID_PARAMETER, f"unknown fault {k!r}")
+            setattr(self, k, type(getattr(self, k))(v))
+
+
+@dataclass
+class SimVenueConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    speed: float = 1.0
+    api_key: str = DEFAULT_API_KEY
+    api_secret: str = DEFAULT_API_SECRET
+    account: str = "main"
+    usdt: Decimal = Decimal("100000")
+    leverage: int = 20
+    limits: Limits = field(default_factory=Limits)
+    loop_on_end: bool = False      # hold the last state when the tape ends (True: nothing more is published)
+
+
+@dataclass
+class _Sub:
+    ws: web.WebSocketResponse
+    streams: set[str]
+    combined: bool
+
+
+class SimVenue:
+    """The server. ``await start()`` binds it; ``rest_url``, ``ws_url`` and ``ws_api_url`` are then set."""
+
+    def __init__(self, exchange: Any, cfg: SimVenueConfig | None = None) -> None:
+        self.ex = exchange
+        self.cfg = cfg or SimVenueConfig()
+        self.faults = Faults()
+        self.accounts = {self.cfg.api_key: ApiAccount(self.cfg.api_key, Secret(self.cfg.api_secret), self.cfg.account)}
+        self.ex.open_account(self.cfg.account, self.cfg.usdt, self.cfg.leverage)
+        self.counters: dict[str, RateCounter] = {}
+        self.subs: list[_Sub] = []
+        self.listen_keys: dict[str, tuple[str, float]] = {}      # key -> (account, expiry monotonic)
+        self.user_sockets: dict[str, list[web.WebSocketResponse]] = {}
+        self._heap: list[tuple[int, int, Any]] = []              # (deliver at exchange ns, seq, MarketMsg)
+        self._seq = 0
+        self._runner: web.AppRunner | None = None
+        self._driver: asyncio.Task | None = None
+        self._wall0 = 0.0
+        self._exch0 = 0
+        self.published = 0
+        self.finished = asyncio.Event()
+        self.rest_url = self.ws_url = self.ws_api_url = ""
+
+    # ---- lifecycle --------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._errors])
+        app.add_routes([
+            web.get("/fapi/v1/ping", self._ping), web.get("/fapi/v1/time", self._time),
+            web.get("/fapi/v1/exchangeInfo", self._exchange_info), web.get("/fapi/v1/depth", self._depth),
+            web.post("/fapi/v1/order", self._order_new), web.delete("/fapi/v1/order", self._order_cancel),
+            web.get("/fapi/v1/order", self._order_query), web.get("/fapi/v1/openOrders", self._open_orders),
+            web.delete("/fapi/v1/allOpenOrders", self._cancel_all),
+            web.post("/fapi/v1/countdownCancelAll", self._countdown),
+            web.get("/fapi/v2/positionRisk", self._position_risk), web.get("/fapi/v2/balance", self._balance),
+            web.post("/fapi/v1/listenKey", self._listen_key_new), web.put("/fapi/v1/listenKey", self._listen_key_keep),
+            web.delete("/fapi/v1/listenKey", self._listen_key_close),
+            web.get("/stream", self._ws_market), web.get("/ws", self._ws_market),
+            web.get("/ws/{name}", self._ws_named), web.get("/ws-fapi/v1", self._ws_api),
+            web.get("/sim/status", self._status), web.post("/sim/faults", self._set_faults),
+        ])
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.rest_url = f"http://{self.cfg.host}:{port}"
+        self.ws_url = f"ws://{self.cfg.host}:{port}"
+        self.ws_api_url = f"ws://{self.cfg.host}:{port}/ws-fapi/v1"
+        first = self.ex.next_time()
+        self._exch0 = first if first is not None else 0
+        self._wall0 = time.monotonic()
+        self._driver = asyncio.create_task(self._drive())
+
+    async def stop(self) -> None:
+        if self._driver is not None:
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._driver
+        for s in list(self.subs):
+            with contextlib.suppress(Exception):
+                await s.ws.close()
+        for socks in self.user_sockets.values():
+            for ws in list(socks):
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- time and the replay ----------------------------------------------------------------------------------
+
+    def exchange_now(self) -> int:
+        """The replay's exchange time (ns) at this wall instant."""
+        return self._exch0 + int((time.monotonic() - self._wall0) * 1e9 * self.cfg.speed)
+
+    async def sleep_exchange(self, ns: int) -> None:
+        if ns > 0:
+            await asyncio.sleep(ns / 1e9 / self.cfg.speed)
+
+    def _advance(self) -> None:
+        """Apply every recorded event up to now; queue its messages for delivery after the feed latency."""
+        for msg in self.ex.advance(self.exchange_now()):
+            delay = self.ex.latency.feed_ns(msg)
+            self._seq += 1
+            heapq.heappush(self._heap, (msg.time_ns + delay, self._seq, msg))
+        self._flush_user_events()
+
+    async def _drive(self) -> None:
+        try:
+            while True:
+                self._advance()
+                now = self.exchange_now()
+                while self._heap and self._heap[0][0] <= now:
+                    await self._publish(heapq.heappop(self._heap)[2])
+                nxt = self.ex.next_time()
+                if nxt is None and not self._heap:
+                    self.finished.set()
+                    await asyncio.sleep(0.05)
+                    continue
+                due = min(x for x in (nxt, self._heap[0][0] if self._heap else None) if x is not None)
+                await asyncio.sleep(min(max(due - self.exchange_now(), 0) / 1e9 / self.cfg.speed, 0.005))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sim venue driver failed")
+            raise
+
+    async def _publish(self, msg: Any) -> None:
+        if msg.stream.endswith(("@depth", "@depth@0ms", "@depth@100ms", "@depth@500ms")) and self.faults.skip_diffs:
+            self.faults.skip_diffs -= 1
+            return
+        self.published += 1
+        combined = None
+        for sub in list(self.subs):
+            if msg.stream not in sub.streams:
+                continue
+            if sub.combined:
+                if combined is None:
+                    combined = b'{"stream":"' + msg.stream.encode() + b'","data":' + msg.payload + b"}"
+                data = combined
+            else:
+                data = msg.payload
+            try:
+                await sub.ws.send_str(data.decode())
+            except (ConnectionResetError, RuntimeError):
+                self._drop_sub(sub)
+        if self.faults.drop_market:
+            self.faults.drop_market = False
+            for sub in list(self.subs):
+                self._drop_sub(sub)
+                with contextlib.suppress(Exception):
+                    await sub.ws.close()
+
+    def _drop_sub(self, sub: _Sub) -> None:
+        with contextlib.suppress(ValueError):
+            self.subs.remove(sub)
+
+    def _flush_user_events(self) -> None:
+        for account, event in self.ex.drain_user_events():
+            data = orjson.dumps(event).decode()
+            copies = 2 if self.faults.duplicate_user > 0 else 1
+            if copies == 2:
+                self.faults.duplicate_user -= 1
+            for ws in list(self.user_sockets.get(account, ())):
+                for _ in range(copies):
+                    asyncio.get_running_loop().create_task(self._send_user(ws, data, self.faults.delay_user_ms))
+
+    @staticmethod
+    async def _send_user(ws: web.WebSocketResponse, data: str, delay_ms: int) -> None:
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await ws.send_str(data)
+
+    # ---- HTTP plumbing ----------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        try:
+            if self.faults.stall_ms:
+                await asyncio.sleep(self.faults.stall_ms / 1000)
+            if not request.path.startswith("/sim/") and request.path.startswith("/fapi"):
+                if self.faults.http_5xx > 0:
+                    self.faults.http_5xx -= 1
+                    raise SimHttpError(503, codes.UNKNOWN, "Service Unavailable.")
+                if self.faults.http_429 > 0:
+                    self.faults.http_429 -= 1
+                    raise SimHttpError(429, codes.TOO_MANY_REQUESTS, "Too many requests (injected).",
+                                       {"Retry-After": "1"})
+            return await handler(request)
+        except SimHttpError as exc:
+            return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status, headers=exc.headers,
+                                     dumps=_dumps)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                return web.json_response({"code": -5000, "msg": f"Path {request.path}, Method {request.method} is "
+                                                               "invalid"}, status=404, dumps=_dumps)
+            if exc.status == 405:
+                return web.json_response({"code": -5000, "msg": f"Method {request.method} not allowed"},
+                                         status=405, dumps=_dumps)
+            raise
+        except Exception:
+            log.exception("sim venue: internal error on %s %s", request.method, request.path)
+            return web.json_response({"code": codes.UNKNOWN, "msg": "An unknown error occured while processing the "
+                                                                    "request."}, status=500, dumps=_dumps)
+
+    def _counter(self, key: str) -> RateCounter:
+        c = self.counters.get(key)
+        if c is None:
+            c = self.counters[key] = RateCounter(self.cfg.limits)
+        return c
+
+    async def _params(self, request: web.Request, *, signed: bool, weight: int = 1, orders: int = 0,
+                      key_only: bool = False) -> tuple[dict[str, str], ApiAccount | None, dict[str, str]]:
+        """Parse, authenticate and charge one REST request; returns (params, account, rate headers)."""
+        body = await request.text() if request.can_read_body else ""
+        raw_qs = request.query_string
+        client = request.remote or "?"
+        api_key = request.headers.get("X-MBX-APIKEY")
+        acct = None
+        if signed or key_only:
+            acct = self.accounts.get(api_key or "")
+            if acct is None:
+                raise SimHttpError(401, codes.REJECTED_MBX_KEY, codes.MESSAGES[codes.REJECTED_MBX_KEY])
+            client = acct.api_key
+        headers = self._counter(client).charge(weight, orders)
+        try:
+            params = dict(parse_qsl(raw_qs, keep_blank_values=True, strict_parsing=bool(raw_qs)))
+            params.update(parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body)))
+        except ValueError:
+            raise SimHttpError(400, codes.ILLEGAL_CHARS, "Illegal characters found in a parameter.",
+                               headers) from None
+        if signed:
+            qs_wo, sig_q = strip_signature(raw_qs)
+            body_wo, sig_b = strip_signature(body)
+            try:
+                check_signature(acct, qs_wo + body_wo, sig_q or sig_b)
+                check_timestamp(params, time.time_ns() // 1_000_000)
+            except SimHttpError as exc:
+                exc.headers.update(headers)
+                raise
+            params.pop("signature", None)
+        return params, acct, headers
+
+    @staticmethod
+    def _json(data: Any, headers: dict[str, str]) -> web.Response:
+        return web.Response(body=orjson.dumps(data), headers=headers, content_type="application/json")
+
+    # ---- public REST ------------------------------------------------------------------------------------------
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        _, _, h = await self._params(request, signed=False)
+        return self._json({}, h)
+
+    async def _time(self, request: web.Request) -> web.Response:
+        _, _, h = await self._params(request, signed=False)
+        return self._json({"serverTime": time.time_ns() // 1_000_000}, h)
+
+    async def _exchange_info(self, request: web.Request) -> web.Response:
+        _, _, h = await self._params(request, signed=False)
+        return self._json(exchange_info.build(self.ex.instruments, self.cfg.limits), h)
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        limit_raw = request.query.get("limit", "500")
+        limit = int(limit_raw) if limit_raw.isdigit() else -1
+        if limit not in (5, 10, 20, 50, 100, 500, 1000):
+            raise bad(codes.INVALID_PARAMETER, "Invalid limit; valid limits: 5, 10, 20, 50, 100, 500, 1000.")
+        params, _, h = await self._params(request, signed=False, weight=depth_weight(limit))
+        inst = instrument_of(params, self.ex.instruments)
+        self._advance()
+        try:
+            snap = self.ex.depth_snapshot(inst.symbol, limit)
+        except Exception as exc:
+            if type(exc).__name__ == "SimUnavailable":
+                raise SimHttpError(503, codes.UNKNOWN, "Service Unavailable: the book is not ready yet.", h) from None
+            raise
+        return self._json(snap, h)
+
+    # ---- orders -----------------------------------------------------------------------------------------------
+
+    async def _exec(self, fn: Callable[[], Any]) -> Any:
+        """Run an order action at the replay's exchange time after the entry latency."""
+        await self.sleep_exchange(self.ex.latency.entry_ns())
+        self._advance()
+        try:
+            return fn()
+        finally:
+            self._flush_user_events()
+
+    def _reject_injected(self) -> None:
+        if self.faults.reject_orders > 0:
+            self.faults.reject_orders -= 1
+            raise bad(codes.NEW_ORDER_REJECTED, "Order rejected (injected fault).")
+
+    async def place(self, account: str, params: dict[str, Any]) -> dict:
+        """Validate and place one order (shared by REST and the WebSocket API)."""
+        kwargs = parse_order(params, self.ex.instruments)
+        self._reject_injected()
+        order = await self._exec(lambda: self._core(self.ex.place, account, **kwargs))
+        await self.sleep_exchange(self.ex.latency.ack_ns())
+        return order.to_binance(self.ex.instruments[order.symbol])
+
+    def _core(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if type(exc).__name__ == "SimReject":
+                raise bad(exc.code, exc.msg) from None
+            raise
+
+    async def cancel(self, account: str, params: dict[str, Any]) -> dict:
+        inst = instrument_of(params, self.ex.instruments)
+        oid, cid = order_ref(params)
+        order = await self._exec(lambda: self._core(self.ex.cancel, account, inst.symbol, order_id=oid,
+                                                    client_order_id=cid))
+        return order.to_binance(inst)
+
+    async def query(self, account: str, params: dict[str, Any]) -> dict:
+        inst = instrument_of(params, self.ex.instruments)
+        oid, cid = order_ref(params)
+        self._advance()
+        order = self._core(self.ex.query, account, inst.symbol, order_id=oid, client_order_id=cid)
+        return order.to_binance(inst)
+
+    async def _order_new(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True, weight=0, orders=1)
+        if self.faults.lose_acks > 0:
+            self.faults.lose_acks -= 1
+            with contextlib.suppress(SimHttpError):
+                await self.place(acct.account, params)
+            if request.transport is not None:
+                request.transport.close()                 # executed, never answered
+            raise asyncio.CancelledError
+        return self._json(await self.place(acct.account, params), h)
+
+    async def _order_cancel(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True)
+        return self._json(await self.cancel(acct.account, params), h)
+
+    async def _order_query(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True)
+        return self._json(await self.query(acct.account, params), h)
+
+    async def _open_orders(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol")
+        params, acct, h = await self._params(request, signed=True, weight=1 if symbol else 40)
+        if symbol:
+            instrument_of(params, self.ex.instruments)
+        self._advance()
+        orders = self.ex.open_orders(acct.account, symbol)
+        return self._json([o.to_binance(self.ex.instruments[o.symbol]) for o in orders], h)
+
+    async def _cancel_all(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True)
+        inst = instrument_of(params, self.ex.instruments)
+        await self._exec(lambda: self.ex.cancel_all(acct.account, inst.symbol))
+        return self._json({"code": 200, "msg": "The operation of cancel all open order is done."}, h)
+
+    async def _countdown(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True, weight=10)
+        inst = instrument_of(params, self.ex.instruments)
+        countdown = as_int(params, "countdownTime")
+        if countdown is None:
+            raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+                      codes.MESSAGES[codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED].format(param="countdownTime"))
+        self._advance()
+        self.ex.countdown_cancel_all(acct.account, inst.symbol, countdown)
+        return self._json({"symbol": inst.symbol, "countdownTime": str(countdown)}, h)
+
+    async def _position_risk(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True, weight=5)
+        symbol = params.get("symbol")
+        if symbol:
+            instrument_of(params, self.ex.instruments)
+        self._advance()
+        rows = [exchange_info.position_row(p, self.ex.instruments[p.symbol])
+                for p in self.ex.positions(acct.account) if not symbol or p.symbol == symbol]
+        return self._json(rows, h)
+
+    async def _balance(self, request: web.Request) -> web.Response:
+        _, acct, h = await self._params(request, signed=True, weight=5)
+        self._advance()
+        return self._json([exchange_info.balance_row(self.ex.balance(acct.account), self.cfg.account)], h)
+
+    # ---- user data stream -------------------------------------------------------------------------------------
+
+    async def _listen_key_new(self, request: web.Request) -> web.Response:
+        _, acct, h = await self._params(request, signed=False, key_only=True)
+        for key, (account, _) in self.listen_keys.items():       # Binance returns the live key if there is one
+            if account == acct.account:
+                self.listen_keys[key] = (account, time.monotonic() + LISTEN_KEY_TTL_S)
+                return self._json({"listenKey": key}, h)
+        key = secrets.token_urlsafe(48)
+        self.listen_keys[key] = (acct.account, time.monotonic() + LISTEN_KEY_TTL_S)
+        return self._json({"listenKey": key}, h)
+
+    async def _listen_key_keep(self, request: web.Request) -> web.Response:
+        _, acct, h = await self._params(request, signed=False, key_only=True)
+        for key, (account, _) in self.listen_keys.items():
+            if account == acct.account:
+                self.listen_keys[key] = (account, time.monotonic() + LISTEN_KEY_TTL_S)
+                return self._json({"listenKey": key}, h)
+        raise SimHttpError(400, codes.INVALID_LISTEN_KEY, codes.MESSAGES[codes.INVALID_LISTEN_KEY], h)
+
+    async def _listen_key_close(self, request: web.Request) -> web.Response:
+        _, acct, h = await self._params(request, signed=False, key_only=True)
+        for key in [k for k, (a, _) in self.listen_keys.items() if a == acct.account]:
+            del self.listen_keys[key]
+        return self._json({}, h)
+
+    # ---- WebSockets -------------------------------------------------------------------------------------------
+
+    async def _ws_market(self, request: web.Request) -> web.WebSocketResponse:
+        streams = {s for s in request.query.get("streams", "").split("/") if s}
+        return await self._serve_market(request, streams, combined=request.path == "/stream")
+
+    async def _ws_named(self, request: web.Request) -> web.WebSocketResponse:
+        name = request.match_info["name"]
+        if name in self.listen_keys:
+            return await self._serve_user(request, name)
+        return await self._serve_market(request, {name}, combined=False)
+
+    async def _serve_market(self, request: web.Request, streams: set[str], combined: bool) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        sub = _Sub(ws, streams, combined)
+        self.subs.append(sub)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._subscription(sub, msg.data)
+        finally:
+            self._drop_sub(sub)
+        return ws
+
+    async def _subscription(self, sub: _Sub, text: str) -> None:
+        """Binance's live subscribe/unsubscribe/list requests on a market connection."""
+        try:
+            req = orjson.loads(text)
+            method, rid = req["method"], req.get("id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            await sub.ws.send_str(orjson.dumps({"error": {"code": 3, "msg": "Invalid JSON"}}).decode())
+            return
+        params = req.get("params") or []
+        if method == "SUBSCRIBE":
+            sub.streams.update(params)
+            result = None
+        elif method == "UNSUBSCRIBE":
+            sub.streams.difference_update(params)
+            result = None
+        elif method == "LIST_SUBSCRIPTIONS":
+            result = sorted(sub.streams)
+        else:
+            await sub.ws.send_str(orjson.dumps({"error": {"code": 1, "msg": f"Unknown method {method}"},
+                                                "id": rid}).decode())
+            return
+        if method != "LIST_SUBSCRIPTIONS":
+            sub.combined = True
+        await sub.ws.send_str(orjson.dumps({"result": result, "id": rid}).decode())
+
+    async def _serve_user(self, request: web.Request, key: str) -> web.WebSocketResponse:
+        account, _ = self.listen_keys[key]
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        socks = self.user_sockets.setdefault(account, [])
+        socks.append(ws)
+        try:
+            async for _msg in ws:
+                pass
+        finally:
+            with contextlib.suppress(ValueError):
+                socks.remove(ws)
+        return ws
+
+    async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        client = request.remote or "?"
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            asyncio.get_running_loop().create_task(self._ws_api_request(ws, client, msg.data))
+        return ws
+
+    async def _ws_api_request(self, ws: web.WebSocketResponse, client: str, text: str) -> None:
+        from engine.venues.sim.wsapi_server import handle
+
+        answer = await handle(self, client, text)
+        if answer is not None:
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await ws.send_str(answer)
+
+    # ---- admin (loopback tooling and tests) -------------------------------------------------------------------
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return self._json({"exchange_time_ns": self.exchange_now(), "published": self.published,
+                           "finished": self.finished.is_set(), "subscribers": len(self.subs),
+                           "faults": self.faults.__dict__}, {})
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        try:
+            changes = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise bad(codes.INVALID_PARAMETER, "faults must be a JSON object") from None
+        if not isinstance(changes, dict):
+            raise bad(codes.INVALID_PARAMETER, "faults must be a JSON object")
+        self.faults.update(changes)
+        return self._json(self.faults.__dict__, {})
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
