@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from engine.errors import ConfigError, DataError
 
@@ -108,7 +108,7 @@ KNOWN_INSTRUMENTS: dict[str, Instrument] = {
 }
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     """Binance USD-M order types (the wire strings)."""
 
     LIMIT = "LIMIT"
@@ -117,14 +117,14 @@ class OrderType(str, Enum):
     TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(StrEnum):
     GTC = "GTC"
     IOC = "IOC"
     FOK = "FOK"
     GTX = "GTX"          # post-only: rejected (expired) if it would take
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     """Binance order statuses; UNKNOWN is ours (an ack was lost: resolve by querying the venue)."""
 
     NEW = "NEW"
