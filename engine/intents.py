@@ -1,0 +1,276 @@
+"""The one intent grammar: Telegram, the console and ``tapeshot intent`` all read the trader's words here.
+
+    long btc 0.5 30s max 8bps                 enter: side, symbol, base size, window, slippage cap
+    long BTCUSDT 0.5 within 30s, max 8 bps    the same, as a trader types it
+    short eth 5k 1m sniper                    quote size (5,000 USDT), 60 s window, a named algorithm
+    buy sol $2500 20s ladder cancel limit 142.5 -- reclaiming VWAP
+    flat btc            exit the whole position (short window)      close btc 0.2   exit part of it
+    tp btc 71250        sl btc 68900          tp btc off             (TP/SL: the trader's own levels)
+    cancel btc          cancel all            status [btc]
+
+Sizes: a plain number is base quantity; ``5k``/``2.5m`` or ``$5000``/``5000usdt`` is quote notional in USDT.
+Windows: ``30s``, ``1m``, ``45sec``, optionally after ``within``/``in``; 5 to 60 s. Slippage: ``max 8bps``,
+``8 bps``, ``slip 8``. Deadline rule: ``complete`` (default: finish with a marketable order inside the cap) or
+``cancel`` (cancel the rest). Rationale: anything after ``--``, ``#``, ``because``, ``why:`` or in quotes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from engine.errors import ConfigError
+from engine.model import Side
+
+MIN_WINDOW_S = 5.0
+MAX_WINDOW_S = 60.0
+DEFAULT_WINDOW_S = 30.0
+DEFAULT_EXIT_WINDOW_S = 10.0
+DEFAULT_MAX_SLIPPAGE_BPS = 10.0
+MAX_SLIPPAGE_BPS = 500.0
+ALGOS = ("auto", "sniper", "ladder")
+
+_ENTER = {"long": Side.BUY, "buy": Side.BUY, "short": Side.SELL, "sell": Side.SELL}
+_EXIT = {"flat", "exit", "close"}
+_ALIASES = {"btc": "BTCUSDT", "eth": "ETHUSDT", "xbt": "BTCUSDT"}
+_QUOTES = ("USDT", "USDC", "BUSD")
+
+
+class IntentError(ConfigError):
+    """The trader's text could not be read; the message says what and how to write it."""
+
+
+class IntentKind(StrEnum):
+    ENTER = "enter"
+    EXIT = "exit"
+    TP = "tp"
+    SL = "sl"
+    CANCEL = "cancel"
+    STATUS = "status"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A parsed instruction. Exactly one of ``qty`` (base) / ``notional`` (USDT) is set for sized entries;
+    an exit with neither means the whole position."""
+
+    kind: IntentKind
+    symbol: str | None
+    side: Side | None = None
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    window_s: float = DEFAULT_WINDOW_S
+    max_slippage_bps: float = DEFAULT_MAX_SLIPPAGE_BPS
+    algo: str = "auto"
+    on_deadline: str = "complete"
+    limit_price: Decimal | None = None
+    price: Decimal | None = None           # TP/SL level; None with kind TP/SL means "remove it"
+    rationale: str = ""
+    raw: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        """A one-line echo of what was understood, for the trader's confirmation."""
+        if self.kind is IntentKind.ENTER:
+            size = f"{self.qty}" if self.qty is not None else f"{self.notional} USDT of"
+            extra = f", limit {self.limit_price}" if self.limit_price is not None else ""
+            return (f"{'LONG' if self.side is Side.BUY else 'SHORT'} {size} {self.symbol} within {self.window_s:g}s, "
+                    f"max {self.max_slippage_bps:g} bps, {self.algo}, {self.on_deadline} at deadline{extra}")
+        if self.kind is IntentKind.EXIT:
+            size = "all" if self.qty is None and self.notional is None else str(self.qty or f"{self.notional} USDT")
+            return f"EXIT {size} {self.symbol} within {self.window_s:g}s, max {self.max_slippage_bps:g} bps"
+        if self.kind in (IntentKind.TP, IntentKind.SL):
+            return f"{self.kind.value.upper()} {self.symbol} " + (f"at {self.price}" if self.price else "removed")
+        if self.kind is IntentKind.CANCEL:
+            return f"CANCEL {self.symbol or 'all'}"
+        return f"STATUS {self.symbol or 'all'}"
+
+
+_RATIONALE = re.compile(r"""\s(?:--|\#|because\b|why:)\s*(.*)$|\s["“](.*)["”]\s*$""", re.IGNORECASE | re.DOTALL)
+_WINDOW = re.compile(r"^(\d+(?:\.\d+)?)(s|sec|secs|second|seconds|m|min|mins|minute)$")
+_BPS = re.compile(r"^(\d+(?:\.\d+)?)(bps|bp)$")
+_NOTIONAL = re.compile(r"^\$?(\d+(?:\.\d+)?)(k|m)?(usdt|usd|\$)?$")
+
+
+def parse(text: str, defaults: dict | None = None) -> Intent:
+    """Read one intent; raises IntentError with a precise message."""
+    raw = text.strip()
+    if not raw:
+        raise IntentError("empty intent: try 'long btc 0.5 30s max 8bps'")
+    body, rationale = _split_rationale(" " + raw)
+    words = [w for w in re.split(r"[\s,]+", body.strip().lower()) if w]
+    if not words:
+        raise IntentError("empty intent: try 'long btc 0.5 30s max 8bps'")
+    head, rest = words[0], words[1:]
+    if head in _ENTER:
+        return _enter(_ENTER[head], rest, rationale, raw, defaults or {})
+    if head in _EXIT:
+        return _exit(rest, rationale, raw, defaults or {})
+    if head in ("tp", "sl"):
+        return _level(IntentKind(head), rest, rationale, raw)
+    if head == "cancel":
+        return _cancel(rest, raw)
+    if head in ("status", "pos", "position", "positions"):
+        return Intent(IntentKind.STATUS, symbol(rest[0]) if rest else None, raw=raw)
+    raise IntentError(f"unknown action {head!r}: start with long, short, flat, tp, sl, cancel or status")
+
+
+def _split_rationale(text: str) -> tuple[str, str]:
+    m = _RATIONALE.search(text)
+    if not m:
+        return text, ""
+    return text[: m.start()], (m.group(1) or m.group(2) or "").strip()
+
+
+def symbol(word: str) -> str:
+    """``btc`` / ``BTC`` / ``btcusdt`` / ``BTC-USDT`` -> ``BTCUSDT``."""
+    w = word.replace("-", "").replace("/", "").replace("_", "").upper()
+    if not w.isalnum() or not w:
+        raise IntentError(f"{word!r} is not a symbol")
+    w = _ALIASES.get(w.lower(), w)
+    return w if w.endswith(_QUOTES) else w + "USDT"
+
+
+def _dec(word: str, what: str) -> Decimal:
+    try:
+        d = Decimal(word)
+    except InvalidOperation:
+        raise IntentError(f"can't read {word!r} as {what}") from None
+    if not d.is_finite() or d <= 0:
+        raise IntentError(f"{what} must be positive, got {word!r}")
+    return d
+
+
+def _size(word: str) -> tuple[Decimal | None, Decimal | None]:
+    """(base qty, quote notional) from one size word."""
+    m = _NOTIONAL.match(word)
+    if m and (m.group(2) or m.group(3) or word.startswith("$")):
+        value = _dec(m.group(1), "a size")
+        mult = {"k": 1000, "m": 1_000_000}.get(m.group(2) or "", 1)
+        return None, value * mult
+    return _dec(word, "a size"), None
+
+
+def _window(word: str) -> float | None:
+    m = _WINDOW.match(word)
+    if not m:
+        return None
+    seconds = float(m.group(1)) * (60 if m.group(2).startswith("m") else 1)
+    if not MIN_WINDOW_S <= seconds <= MAX_WINDOW_S:
+        hint = " (USDT millions: write $2.5m)" if m.group(2).startswith("m") else ""
+        raise IntentError(f"window {word} is outside {MIN_WINDOW_S:g}-{MAX_WINDOW_S:g} s{hint}")
+    return seconds
+
+
+class _Opts:
+    """The options shared by entries and exits, read word by word."""
+
+    def __init__(self, window_s: float, defaults: dict) -> None:
+        self.window_s = float(defaults.get("window_s", window_s))
+        self.max_bps = float(defaults.get("max_slippage_bps", DEFAULT_MAX_SLIPPAGE_BPS))
+        self.algo = defaults.get("algo", "auto")
+        self.on_deadline = defaults.get("on_deadline", "complete")
+        self.limit: Decimal | None = None
+        self.sizes: list[str] = []
+
+    def read(self, words: list[str]) -> None:
+        i = 0
+        while i < len(words):
+            w, nxt = words[i], words[i + 1] if i + 1 < len(words) else None
+            i += 1
+            if w in ("within", "in", "window", "max", "cap", "slip", "slippage", "limit", "lim", "at", "@",
+                     "deadline", "then", "or", "and", "by"):
+                i = self._keyword(w, nxt, words, i)
+            elif (win := _window(w)) is not None:
+                self.window_s = win
+            elif m := _BPS.match(w):
+                self.max_bps = self._bps(m.group(1))
+            elif w in ALGOS:
+                self.algo = w
+            elif w in ("complete", "fill", "finish"):
+                self.on_deadline = "complete"
+            elif w in ("cancel", "kill"):
+                self.on_deadline = "cancel"
+            elif w.startswith("@") and len(w) > 1:
+                self.limit = _dec(w[1:], "a limit price")
+            else:
+                self.sizes.append(w)
+
+    def _keyword(self, w: str, nxt: str | None, words: list[str], i: int) -> int:
+        if w in ("max", "cap", "slip", "slippage") and nxt is not None:
+            if nxt in ("bps", "bp"):
+                raise IntentError("slippage cap needs a number: 'max 8bps'")
+            m = _BPS.match(nxt)
+            number = m.group(1) if m else nxt
+            self.max_bps = self._bps(number)
+            i += 1
+            if not m and i < len(words) and words[i] in ("bps", "bp"):
+                i += 1
+            return i
+        if w in ("limit", "lim", "at", "@") and nxt is not None and nxt[0].isdigit():
+            self.limit = _dec(nxt, "a limit price")
+            return i + 1
+        return i            # connective words ("within", "or", "then" ...) carry no meaning of their own
+
+    @staticmethod
+    def _bps(number: str) -> float:
+        try:
+            v = float(number)
+        except ValueError:
+            raise IntentError(f"can't read {number!r} as a slippage cap in bps") from None
+        if not 0 < v <= MAX_SLIPPAGE_BPS:
+            raise IntentError(f"slippage cap {number} bps is outside 0-{MAX_SLIPPAGE_BPS:g}")
+        return v
+
+
+def _enter(side: Side, words: list[str], rationale: str, raw: str, defaults: dict) -> Intent:
+    if not words:
+        raise IntentError("which symbol? e.g. 'long btc 0.5 30s'")
+    sym = symbol(words[0])
+    opts = _Opts(DEFAULT_WINDOW_S, defaults)
+    opts.read(words[1:])
+    if not opts.sizes:
+        raise IntentError(f"how much {sym}? give a base size (0.5) or USDT (5k, $2500)")
+    if len(opts.sizes) > 1:
+        raise IntentError(f"can't tell the size from {' '.join(opts.sizes)!r}")
+    qty, notional = _size(opts.sizes[0])
+    return Intent(IntentKind.ENTER, sym, side, qty, notional, opts.window_s, opts.max_bps, opts.algo,
+                  opts.on_deadline, opts.limit, rationale=rationale, raw=raw)
+
+
+def _exit(words: list[str], rationale: str, raw: str, defaults: dict) -> Intent:
+    if not words:
+        raise IntentError("flat which symbol? e.g. 'flat btc'")
+    sym = symbol(words[0])
+    opts = _Opts(DEFAULT_EXIT_WINDOW_S, {k: v for k, v in defaults.items() if k != "window_s"})
+    opts.read(words[1:])
+    qty = notional = None
+    sizes = [s for s in opts.sizes if s not in ("all", "everything", "position")]
+    if len(sizes) > 1:
+        raise IntentError(f"can't tell the size from {' '.join(sizes)!r}")
+    if sizes:
+        qty, notional = _size(sizes[0])
+    return Intent(IntentKind.EXIT, sym, None, qty, notional, opts.window_s, opts.max_bps, opts.algo,
+                  opts.on_deadline, opts.limit, rationale=rationale, raw=raw)
+
+
+def _level(kind: IntentKind, words: list[str], rationale: str, raw: str) -> Intent:
+    if not words:
+        raise IntentError(f"{kind.value} which symbol? e.g. '{kind.value} btc 71250'")
+    sym = symbol(words[0])
+    if len(words) < 2:
+        raise IntentError(f"{kind.value} {sym} at what price? e.g. '{kind.value} btc 71250' (or 'off')")
+    if len(words) > 2:
+        raise IntentError(f"{kind.value} takes a symbol and one price, got {' '.join(words)!r}")
+    if words[1] in ("off", "none", "remove", "clear", "cancel"):
+        return Intent(kind, sym, price=None, rationale=rationale, raw=raw)
+    return Intent(kind, sym, price=_dec(words[1].lstrip("@"), "a price"), rationale=rationale, raw=raw)
+
+
+def _cancel(words: list[str], raw: str) -> Intent:
+    if not words or words[0] == "all":
+        return Intent(IntentKind.CANCEL, None, raw=raw)
+    if len(words) > 1:
+        raise IntentError(f"cancel takes one symbol or 'all', got {' '.join(words)!r}")
+    return Intent(IntentKind.CANCEL, symbol(words[0]), raw=raw)
