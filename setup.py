@@ -13,7 +13,10 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 EXT_DIR = "ext"
-CFLAGS = ["-O3", "-std=c++17", "-fno-strict-aliasing", "-Wno-unused-function", "-Wno-unreachable-code"]
+# -ffp-contract=off: no fused multiply-adds, so kernels agree bit for bit with their Python references
+# on every build (with -march=native GCC would otherwise fuse them).
+CFLAGS = ["-O3", "-ffp-contract=off", "-std=c++17", "-fno-strict-aliasing", "-Wno-unused-function",
+          "-Wno-unreachable-code"]
 if sys.platform != "win32" and os.environ.get("TAPESHOT_NATIVE") == "1":
     CFLAGS.append("-march=native")
 

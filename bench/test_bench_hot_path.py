@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-from ext.feed import Feed
-from ext.parse import time_scan
 
 from engine import bench
+from ext.feed import Feed
+from ext.parse import time_scan
 
 
 def _median_s(benchmark) -> float:

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ext.book import Book, time_apply
-from ext.feed import Feed
-from ext.parse import parse
 
 from engine.feed import instruments as inst
 from engine.feed.recording import sample_path
 from engine.feed.verify import _symbols_and_snapshots, merged_lines
+from ext.book import Book, time_apply
+from ext.feed import Feed
+from ext.parse import parse
 
 # Issue #2 targets (medians on a 2-core machine), printed beside each figure.
 TARGETS = {

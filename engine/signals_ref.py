@@ -491,11 +491,13 @@ class RefTiming:
             self.have_top = True
         self.prev_top = cur
 
-    def reset_depth(self) -> None:
+    def py_reset_depth(self) -> None:
         """Forget depth-derived history (call after the book is rebuilt from a snapshot)."""
         self.have_depth = False
         self.have_top = False
         self.tring.clear()
+
+    reset_depth = py_reset_depth
 
     # ---- reads ---------------------------------------------------------------------------------------------
 

@@ -158,6 +158,7 @@ cdef class SymbolFeed:
             c = &self.changes[k]
             self.book.set_level(c.side, c.price, c.qty)
         self.book.recenter_if_needed()
+        self.timing.reset_depth()          # depth-derived signal state belongs to the book we just replaced
         self.snapshot_id = m.u
         self.last_u = m.u
         self.state = S_WAIT_FIRST

@@ -86,6 +86,8 @@ cdef class Timing:
     cdef void _touch(self, int64_t bb, int64_t bq, int64_t ba, int64_t aq, int64_t ts) noexcept nogil
     cdef void _decrease(self, int side, int64_t price, int64_t old, int64_t qty, int64_t ts,
                         bint in_band, bint in_pull) noexcept nogil
+    cdef void _band(self, Book book, int side, int64_t best, int64_t bt, int64_t lo, int64_t hi,
+                    int64_t delta) noexcept nogil
     cdef int64_t _match_trades(self, int side, int64_t price, int64_t want, int64_t ts) noexcept nogil
     cdef void _reconcile_trade(self, int side, int64_t price, int64_t qty, int64_t ts) noexcept nogil
     cdef void _unexplain(self, DecRec* e, int64_t m) noexcept nogil

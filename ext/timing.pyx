@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: extra_compile_args = -ffp-contract=off
 """Micro-timing signal kernels: event-driven state decayed in exchange time, read through ``score()``.
 
 The definitions (formulas, units, time constants, the trade/depth reconciliation) are in the docstring of
@@ -18,8 +19,12 @@ must agree bit for bit, so change them together. Summary (snapshot names):
 Every decayed quantity belongs to one decay group (own tau and clock); an event decays only the groups it
 touches, each once (one ``exp`` per group per event), with dt clamped at 0. The event paths are nogil-able C:
 no Python objects, no allocation; all state lives in fixed arrays and rings inside the object.
+
+Bit-for-bit agreement with the Python mirror needs IEEE double arithmetic exactly as written: hence
+``-ffp-contract=off`` above (with ``-march=native`` GCC would otherwise fuse ``a*b + c`` into FMAs); never
+build this module with ``-ffast-math``.
 """
-from libc.math cimport exp, tanh, fabs
+from libc.math cimport exp, tanh, fabs, INFINITY
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from ext.book cimport Book, LevelChange, BID, ASK, NO_BID, NO_ASK
@@ -41,6 +46,19 @@ cdef enum:
     G_FLOW_S = 10
     RMASK = RING - 1
     FULL_EVERY = 64          # band depth is recomputed from the book at least every this many diffs
+    EDGE_MAX = 64            # widest band shift (ticks) still updated incrementally
+
+
+cdef inline int64_t _absdiff(int64_t a, int64_t b) noexcept nogil:
+    return a - b if a >= b else b - a
+
+
+cdef inline int64_t _strip(Book book, int side, int64_t lo, int64_t hi) noexcept nogil:
+    """Resting lots of one side at prices lo..hi (inclusive)."""
+    cdef int64_t p, total = 0
+    for p in range(lo, hi + 1):
+        total += book.level_qty(side, p)
+    return total
 
 
 cdef inline double _softsign(double x) noexcept nogil:
@@ -217,7 +235,7 @@ cdef class Timing:
                 break
         for k in range(self.d_n):
             e = &self.dring[(self.d_head + k) & RMASK]
-            if e.side == side and e.price == price and e.left > 0 and e.ts - ts <= tol and ts - e.ts <= tol:
+            if e.price == price and e.side == side and e.left > 0 and e.ts - ts <= tol and ts - e.ts <= tol:
                 m = left if left < e.left else e.left
                 self._unexplain(e, m)
                 left -= m
@@ -266,9 +284,10 @@ cdef class Timing:
         cdef double fml = self._adv(G_MLOFI, ts_ns)
         cdef double flvl = self._adv(G_LEVEL, ts_ns)
         cdef double thresh
-        cdef int64_t bb = book.best_bid, ba = book.best_ask, bt, tol = self.cfg.match_tol_ns
-        cdef int64_t lo_band, hi_band, lo_pull, hi_pull, d, delta_b = 0, delta_a = 0
-        cdef bint inc_b, inc_a, in_band, in_pull
+        cdef int64_t bb = book.best_bid, ba = book.best_ask, bt, tol = self.cfg.match_tol_ns, p, dq
+        cdef int64_t lo_band, hi_band, lo_pull, hi_pull, delta_b = 0, delta_a = 0
+        cdef int64_t ob_lo = 1, ob_hi = 0, oa_lo = 1, oa_hi = 0      # old band ranges (empty unless usable)
+        cdef bint inc, in_band, in_pull
         cdef int k, s
         cdef const LevelChange* c
         for s in range(2):
@@ -281,6 +300,8 @@ cdef class Timing:
             self.level_avg = self.level_avg * flvl + self.level_cur * (1.0 - flvl)
         bt = book.bps_to_ticks(self.cfg.band_bps)
         thresh = self.cfg.pull_k * self.level_avg if self.have_top else -1.0
+        if not thresh > 0.0:
+            thresh = INFINITY                   # no baseline yet: nothing counts as a large level
         while self.t_n > 0 and (self.tring[self.t_head].left == 0 or self.tring[self.t_head].ts < ts_ns - tol):
             self.t_head = (self.t_head + 1) & RMASK
             self.t_n -= 1
@@ -289,38 +310,35 @@ cdef class Timing:
         hi_band = NO_ASK if ba == NO_ASK else ba + bt
         hi_pull = NO_ASK if ba == NO_ASK else ba + self.cfg.pull_ticks
         self.since_full += 1
-        inc_b = inc_a = self.have_depth and bt == self.band_ticks and self.since_full < FULL_EVERY
-        inc_b = inc_b and bb == self.d_bb and bb != NO_BID
-        inc_a = inc_a and ba == self.d_ba and ba != NO_ASK
+        inc = self.have_depth and self.since_full < FULL_EVERY
+        if inc and self.d_bb != NO_BID and bb != NO_BID:
+            ob_lo = self.d_bb - self.band_ticks
+            ob_hi = self.d_bb
+        if inc and self.d_ba != NO_ASK and ba != NO_ASK:
+            oa_lo = self.d_ba
+            oa_hi = self.d_ba + self.band_ticks
         for k in range(n):
             c = &ch[k]
+            p = c.price
+            dq = c.qty - c.old_qty
             if c.side == BID:
-                if inc_b and c.price >= lo_band and c.price <= bb:
-                    delta_b += c.qty - c.old_qty
-                if c.qty >= c.old_qty:
+                delta_b += dq * ((p >= ob_lo) & (p <= ob_hi))
+                if dq >= 0:
                     continue
-                in_band = c.price >= lo_band
-                in_pull = c.price >= lo_pull
+                in_band = p >= lo_band
+                in_pull = p >= lo_pull
             else:
-                if inc_a and c.price <= hi_band and c.price >= ba:
-                    delta_a += c.qty - c.old_qty
-                if c.qty >= c.old_qty:
+                delta_a += dq * ((p >= oa_lo) & (p <= oa_hi))
+                if dq >= 0:
                     continue
-                in_band = c.price <= hi_band
-                in_pull = c.price <= hi_pull
-            in_pull = in_pull and thresh > 0.0 and <double>c.old_qty >= thresh
-            if in_band or in_pull:
-                self._decrease(c.side, c.price, c.old_qty, c.qty, ts_ns, in_band, in_pull)
-        # band depth and its velocity (incremental when the band did not move, else from the book)
-        d = self.band_d[BID] + delta_b if inc_b else (0 if bb == NO_BID else book.depth_ticks(BID, bt))
-        if self.have_depth:
-            self.vel_acc[BID] = self.vel_acc[BID] + <double>(d - self.band_d[BID])
-        self.band_d[BID] = d
-        d = self.band_d[ASK] + delta_a if inc_a else (0 if ba == NO_ASK else book.depth_ticks(ASK, bt))
-        if self.have_depth:
-            self.vel_acc[ASK] = self.vel_acc[ASK] + <double>(d - self.band_d[ASK])
-        self.band_d[ASK] = d
-        if not inc_b and not inc_a:
+                in_band = p <= hi_band
+                in_pull = p <= hi_pull
+            in_pull = in_pull & (<double>c.old_qty >= thresh)
+            if in_band | in_pull:
+                self._decrease(c.side, p, c.old_qty, c.qty, ts_ns, in_band, in_pull)
+        self._band(book, BID, bb, bt, ob_lo, ob_hi, delta_b)
+        self._band(book, ASK, ba, bt, oa_lo, oa_hi, delta_a)
+        if not inc:
             self.since_full = 0
         self.have_depth = True
         self.band_ticks = bt
@@ -330,6 +348,33 @@ cdef class Timing:
         if uid > self.touch_uid and bb != NO_BID and ba != NO_ASK:
             self.touch_uid = uid
             self._touch(bb, self.prev_q[0], ba, self.prev_q[MAX_LEVELS], ts_ns)
+
+    cdef void _band(self, Book book, int side, int64_t best, int64_t bt, int64_t lo, int64_t hi,
+                    int64_t delta) noexcept nogil:
+        """New band depth of one side and its velocity term.
+
+        Incremental when the old band range [lo, hi] is usable (lo <= hi): its depth after the diff is
+        ``old + delta`` (the diff's changes inside it), and moving to the new range [lo2, hi2] adds the lots in
+        the strips between the two ranges' ends (for any two ranges: S(lo2, hi2) - S(lo, hi) is the sum over
+        [lo2, lo) or minus [lo, lo2), plus (hi, hi2] or minus (hi2, hi]). Falls back to ``depth_ticks`` when
+        the strips are wide, and at least every FULL_EVERY diffs (self-healing if the book was edited behind
+        our back; ``reset_depth()`` after a resync does the same at once).
+        """
+        cdef int64_t lo2, hi2, d
+        if best == NO_BID or best == NO_ASK:
+            d = 0
+        else:
+            lo2 = best - bt if side == BID else best
+            hi2 = best if side == BID else best + bt
+            if lo <= hi and _absdiff(lo2, lo) + _absdiff(hi2, hi) <= EDGE_MAX:
+                d = self.band_d[side] + delta
+                d += _strip(book, side, lo2, lo - 1) if lo2 < lo else -_strip(book, side, lo, lo2 - 1)
+                d += _strip(book, side, hi + 1, hi2) if hi2 > hi else -_strip(book, side, hi2 + 1, hi)
+            else:
+                d = book.depth_ticks(side, bt)
+        if self.have_depth:
+            self.vel_acc[side] = self.vel_acc[side] + <double>(d - self.band_d[side])
+        self.band_d[side] = d
 
     cdef void _decrease(self, int side, int64_t price, int64_t old, int64_t qty, int64_t ts,
                         bint in_band, bint in_pull) noexcept nogil:
@@ -366,7 +411,7 @@ cdef class Timing:
         cdef TrdRec* t
         for k in range(self.t_n):
             t = &self.tring[(self.t_head + k) & RMASK]
-            if t.side == side and t.price == price and t.left > 0 and t.ts - ts <= tol and ts - t.ts <= tol:
+            if t.price == price and t.side == side and t.left > 0 and t.ts - ts <= tol and ts - t.ts <= tol:
                 x = want - got
                 if t.left < x:
                     x = t.left
@@ -577,3 +622,111 @@ cdef double _score(const Cfg* p, const View* v, int side) noexcept nogil:
     d = 1.0 if side == BID else -1.0
     z = d * z - p.w_spread * x
     return tanh(p.gain * z)
+
+
+cdef class BenchDriver:
+    """Benchmark helper: replays prepared events through the cdef paths in a C loop (no Python per event).
+
+    ``diffs``: list of diffs, each a list of (side, price, qty) applied to ``book`` in order; ``trades``: list of
+    (price, qty, buyer_is_maker); ``tickers``: list of (bid_px, bid_qty, ask_px, ask_qty). Each kind cycles
+    through its list; its exchange time advances by its own step (``dt_*`` ns) per event and uids increase.
+    """
+    cdef Timing t
+    cdef Book book
+    cdef LevelChange* ch
+    cdef int* off
+    cdef int n_diffs, i_diff
+    cdef int64_t* trd
+    cdef int n_trd, i_trd
+    cdef int64_t* tkr
+    cdef int n_tkr, i_tkr
+    cdef readonly int64_t ts, uid
+    cdef int64_t dt_depth, dt_trade, dt_ticker
+
+    def __init__(self, Timing t, Book book, diffs, trades, tickers, int64_t dt_depth=100_000_000,
+                 int64_t dt_trade=1_000_000, int64_t dt_ticker=1_000_000, int64_t ts0=1_000_000_000):
+        cdef int k = 0, i
+        self.t, self.book = t, book
+        self.n_diffs, self.n_trd, self.n_tkr = len(diffs), len(trades), len(tickers)
+        self.ch = <LevelChange*>malloc((sum(len(d) for d in diffs) + 1) * sizeof(LevelChange))
+        self.off = <int*>malloc((self.n_diffs + 1) * sizeof(int))
+        self.trd = <int64_t*>malloc((3 * self.n_trd + 1) * sizeof(int64_t))
+        self.tkr = <int64_t*>malloc((4 * self.n_tkr + 1) * sizeof(int64_t))
+        if not (self.ch and self.off and self.trd and self.tkr):
+            raise MemoryError()
+        for i, d in enumerate(diffs):
+            self.off[i] = k
+            for side, price, qty in d:
+                self.ch[k].side, self.ch[k].price, self.ch[k].qty, self.ch[k].old_qty = side, price, qty, 0
+                k += 1
+        self.off[self.n_diffs] = k
+        for i, tr in enumerate(trades):
+            self.trd[3 * i], self.trd[3 * i + 1], self.trd[3 * i + 2] = tr[0], tr[1], 1 if tr[2] else 0
+        for i, tk in enumerate(tickers):
+            for k in range(4):
+                self.tkr[4 * i + k] = tk[k]
+        self.ts, self.uid = ts0, 1
+        self.dt_depth, self.dt_trade, self.dt_ticker = dt_depth, dt_trade, dt_ticker
+
+    def __dealloc__(self):
+        free(self.ch)
+        free(self.off)
+        free(self.trd)
+        free(self.tkr)
+
+    def depth(self, int n, bint kernel=True) -> None:
+        """Apply ``n`` diffs to the book; with ``kernel`` also call ``on_depth`` after each."""
+        cdef int j, k, a, b
+        with nogil:
+            for j in range(n):
+                a = self.off[self.i_diff]
+                b = self.off[self.i_diff + 1]
+                for k in range(a, b):
+                    self.ch[k].old_qty = self.book.set_level(self.ch[k].side, self.ch[k].price, self.ch[k].qty)
+                self.book.recenter_if_needed()
+                self.ts += self.dt_depth
+                self.uid += 1
+                if kernel:
+                    self.t.on_depth(self.book, &self.ch[a], b - a, self.ts, self.uid)
+                self.i_diff = self.i_diff + 1 if self.i_diff + 1 < self.n_diffs else 0
+
+    def trades(self, int n) -> None:
+        cdef int j
+        cdef int64_t* r
+        with nogil:
+            for j in range(n):
+                r = &self.trd[3 * self.i_trd]
+                self.ts += self.dt_trade
+                self.t.on_trade(r[0], r[1], r[2] != 0, self.ts)
+                self.i_trd = self.i_trd + 1 if self.i_trd + 1 < self.n_trd else 0
+
+    def tickers(self, int n) -> None:
+        cdef int j
+        cdef int64_t* r
+        with nogil:
+            for j in range(n):
+                r = &self.tkr[4 * self.i_tkr]
+                self.ts += self.dt_ticker
+                self.uid += 1
+                self.t.on_ticker(r[0], r[1], r[2], r[3], self.ts, self.uid)
+                self.i_tkr = self.i_tkr + 1 if self.i_tkr + 1 < self.n_tkr else 0
+
+    def mixed(self, int rounds, int per_round=20) -> None:
+        """``rounds`` x (one diff with on_depth, then ``per_round`` trades and ``per_round`` tickers)."""
+        cdef int j
+        for j in range(rounds):
+            self.depth(1, True)
+            self.trades(per_round)
+            self.tickers(per_round)
+
+    def score(self, int n, bint advance=True) -> float:
+        """``n`` score() calls alternating sides; ``advance``: now moves 1 ms per call (every decay is live)."""
+        cdef int j
+        cdef double acc = 0.0
+        cdef int64_t now = self.ts
+        with nogil:
+            for j in range(n):
+                if advance:
+                    now += 1_000_000
+                acc += self.t.score(j & 1, now)
+        return acc

@@ -7,12 +7,11 @@ import heapq
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ext.feed import Feed
-
 from engine.errors import DataError
 from engine.feed import instruments as inst
 from engine.feed.recording import Line, iter_lines
 from engine.feed.reference import parse_message
+from ext.feed import Feed
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from ext.book import Book
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.feed.reference import RefBook
+from ext.book import Book
 
 BID, ASK = 0, 1
 WINDOW = 64  # the smallest window, so re-centring and far levels happen constantly

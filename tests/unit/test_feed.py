@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from ext.feed import Feed
-from ext.parse import ERR_GRID as E_GRID
-from ext.parse import ERR_SYMBOL as E_SYMBOL
 
 from engine.feed.recording import read_messages
 from engine.feed.reference import ASK, BID, RefBook, parse_message, reference_verify
 from engine.model import KNOWN_INSTRUMENTS, Instrument
+from ext.feed import Feed
+from ext.parse import ERR_GRID as E_GRID
+from ext.parse import ERR_SYMBOL as E_SYMBOL
 from tests.conftest import SETS, SHARED, shared_set
 
 BTC = KNOWN_INSTRUMENTS["BTCUSDT"]

@@ -6,12 +6,12 @@ import random
 
 import orjson
 import pytest
-from ext.parse import parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.feed.recording import read_messages
 from engine.feed.reference import parse_message
+from ext.parse import parse
 from tests.conftest import SETS, shared_set
 
 

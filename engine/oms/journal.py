@@ -1,0 +1,270 @@
+"""The journal: intents, orders, every state change, fills, decisions, in SQLite (WAL), off the hot path.
+
+The engine only enqueues (a ``SimpleQueue.put``); one writer thread executes and commits in batches. ``sync()``
+returns once everything enqueued before it is committed: the engine awaits it before it reports anything as
+done, so nothing reported can be lost by a crash. ``synchronous=FULL`` by default (durable against power loss as
+well as ``kill -9``). Decimals are stored as text (exact); fills are unique by (symbol, trade id), so a
+duplicated event can never count twice. Positions are not stored: they are rebuilt from the fills on load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.errors import StateError
+from engine.oms.orders import Fill, Order, OState
+from engine.oms.positions import Book
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents (
+    id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, source TEXT, text TEXT, data TEXT NOT NULL,
+    state TEXT NOT NULL, report TEXT, updated_ms INTEGER);
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY, intent_id TEXT, symbol TEXT NOT NULL, side TEXT NOT NULL, type TEXT NOT NULL,
+    qty TEXT NOT NULL, price TEXT, tif TEXT, stop_price TEXT, reduce_only INTEGER, close_position INTEGER,
+    purpose TEXT, state TEXT NOT NULL, venue_order_id INTEGER, filled TEXT, notional TEXT, fees TEXT,
+    created_ms INTEGER, updated_ms INTEGER, reason TEXT);
+CREATE TABLE IF NOT EXISTS order_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, client_order_id TEXT NOT NULL, time_ms INTEGER, event TEXT NOT NULL,
+    state TEXT NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS fills (
+    symbol TEXT NOT NULL, trade_id INTEGER NOT NULL, client_order_id TEXT NOT NULL, side TEXT NOT NULL,
+    price TEXT NOT NULL, qty TEXT NOT NULL, fee TEXT NOT NULL, maker INTEGER NOT NULL, time_ms INTEGER NOT NULL,
+    PRIMARY KEY (symbol, trade_id));
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, intent_id TEXT, time_ms INTEGER, kind TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_intent ON orders(intent_id);
+CREATE INDEX IF NOT EXISTS decisions_by_intent ON decisions(intent_id);
+"""
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"not journalable: {type(obj).__name__}")
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj, default=_default).decode()
+
+
+def _s(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
+
+
+def _d(s: str | None) -> Decimal | None:
+    return None if s is None else Decimal(s)
+
+
+@dataclass
+class JournalState:
+    """What a restart finds: every intent, every order (with its trade ids), every fill, the positions."""
+
+    intents: dict[str, dict] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+    fills: list[Fill] = field(default_factory=list)
+    positions: Book = field(default_factory=Book)
+    kv: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal:
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.failed: BaseException | None = None
+        self.writes = 0
+        self.commits = 0
+        with contextlib.closing(self._connect()) as conn:
+            conn.executescript(SCHEMA)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise StateError(f"journal {path} has schema {version}, this engine reads {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return conn
+
+    # ---- the writer thread ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                batch = [self._q.get()]
+                while True:
+                    try:
+                        batch.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                if not self._write(conn, batch):
+                    return
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list) -> bool:
+        barriers, stop = [], False
+        try:
+            conn.execute("BEGIN")
+            for op in batch:
+                if op is None:
+                    stop = True
+                elif isinstance(op, concurrent.futures.Future):
+                    barriers.append(op)
+                else:
+                    conn.execute(*op)
+                    self.writes += 1
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            log.error("journal write failed: %s", exc)
+            self.failed = exc
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for b in barriers:
+                b.set_exception(StateError(f"journal write failed: {exc}"))
+            return not stop
+        for b in barriers:
+            b.set_result(None)
+        return not stop
+
+    def _put(self, sql: str, params: tuple) -> None:
+        if self.failed is not None:
+            raise StateError(f"journal is failing ({self.failed}); refusing to continue unjournaled")
+        self._q.put((sql, params))
+
+    def flush_future(self) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        if self._thread is None:
+            fut.set_exception(StateError("journal writer not started"))
+        else:
+            self._q.put(fut)
+        return fut
+
+    async def sync(self) -> None:
+        """Wait until everything enqueued so far is committed."""
+        await asyncio.wrap_future(self.flush_future())
+
+    def sync_blocking(self, timeout: float | None = 10.0) -> None:
+        self.flush_future().result(timeout)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.sync_blocking()
+            self._q.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    # ---- records ----------------------------------------------------------------------------------------------
+
+    def intent(self, intent_id: str, created_ms: int, source: str, text: str, data: dict, state: str) -> None:
+        self._put("INSERT INTO intents (id, created_ms, source, text, data, state, updated_ms) VALUES "
+                  "(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data, state=excluded.state, "
+                  "updated_ms=excluded.updated_ms",
+                  (intent_id, created_ms, source, text, dumps(data), state, created_ms))
+
+    def intent_state(self, intent_id: str, state: str, now_ms: int, report: dict | None = None) -> None:
+        self._put("UPDATE intents SET state=?, updated_ms=?, report=COALESCE(?, report) WHERE id=?",
+                  (state, now_ms, dumps(report) if report is not None else None, intent_id))
+
+    def order(self, o: Order) -> None:
+        self._put("INSERT INTO orders (client_order_id, intent_id, symbol, side, type, qty, price, tif, stop_price, "
+                  "reduce_only, close_position, purpose, state, venue_order_id, filled, notional, fees, created_ms, "
+                  "updated_ms, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(client_order_id) "
+                  "DO UPDATE SET state=excluded.state, venue_order_id=excluded.venue_order_id, "
+                  "filled=excluded.filled, notional=excluded.notional, fees=excluded.fees, "
+                  "updated_ms=excluded.updated_ms, reason=excluded.reason",
+                  (o.client_order_id, o.intent_id, o.symbol, o.side, o.type, str(o.qty), _s(o.price), o.tif,
+                   _s(o.stop_price), int(o.reduce_only), int(o.close_position), o.purpose, o.state.value,
+                   o.venue_order_id, str(o.filled), str(o.notional), str(o.fees), o.created_ms, o.updated_ms,
+                   o.reason))
+
+    def order_event(self, client_order_id: str, time_ms: int, event: str, state: str,
+                    detail: dict | None = None) -> None:
+        self._put("INSERT INTO order_events (client_order_id, time_ms, event, state, detail) VALUES (?,?,?,?,?)",
+                  (client_order_id, time_ms, event, state, dumps(detail) if detail else None))
+
+    def fill(self, f: Fill) -> None:
+        self._put("INSERT OR IGNORE INTO fills (symbol, trade_id, client_order_id, side, price, qty, fee, maker, "
+                  "time_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+                  (f.symbol, f.trade_id, f.client_order_id, f.side, str(f.price), str(f.qty), str(f.fee),
+                   int(f.maker), f.time_ms))
+
+    def decision(self, intent_id: str | None, time_ms: int, kind: str, data: dict) -> None:
+        self._put("INSERT INTO decisions (intent_id, time_ms, kind, data) VALUES (?,?,?,?)",
+                  (intent_id, time_ms, kind, dumps(data)))
+
+    def kv_set(self, key: str, value: Any) -> None:
+        self._put("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                  (key, dumps(value)))
+
+    # ---- reading ----------------------------------------------------------------------------------------------
+
+    def load(self) -> JournalState:
+        """Everything needed to resume after a crash (safe while the writer runs: WAL readers see commits)."""
+        st = JournalState()
+        with contextlib.closing(self._connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            for r in conn.execute("SELECT * FROM intents ORDER BY created_ms"):
+                st.intents[r["id"]] = {**dict(r), "data": orjson.loads(r["data"]),
+                                       "report": orjson.loads(r["report"]) if r["report"] else None}
+            for r in conn.execute("SELECT * FROM orders ORDER BY created_ms"):
+                st.orders[r["client_order_id"]] = _order(r)
+            for r in conn.execute("SELECT * FROM fills ORDER BY time_ms, trade_id"):
+                f = Fill(r["trade_id"], r["client_order_id"], r["symbol"], r["side"], Decimal(r["price"]),
+                         Decimal(r["qty"]), Decimal(r["fee"]), bool(r["maker"]), r["time_ms"])
+                st.fills.append(f)
+                st.positions.apply(f.symbol, f.side, f.price, f.qty, f.fee)
+                if f.client_order_id in st.orders:
+                    st.orders[f.client_order_id].trade_ids.add(f.trade_id)
+            for r in conn.execute("SELECT key, value FROM kv"):
+                st.kv[r["key"]] = orjson.loads(r["value"])
+        return st
+
+    def query(self, sql: str, params: tuple = ()) -> list[dict]:
+        """Read-only queries for tools (``tapeshot journal``)."""
+        with contextlib.closing(self._connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(sql, params)]
+
+
+def _order(r: sqlite3.Row) -> Order:
+    return Order(
+        client_order_id=r["client_order_id"], symbol=r["symbol"], side=r["side"], type=r["type"],
+        qty=Decimal(r["qty"]), price=_d(r["price"]), tif=r["tif"], stop_price=_d(r["stop_price"]),
+        reduce_only=bool(r["reduce_only"]), close_position=bool(r["close_position"]), intent_id=r["intent_id"],
+        purpose=r["purpose"] or "entry", state=OState(r["state"]), venue_order_id=r["venue_order_id"],
+        filled=Decimal(r["filled"] or "0"), notional=Decimal(r["notional"] or "0"), fees=Decimal(r["fees"] or "0"),
+        created_ms=r["created_ms"] or 0, updated_ms=r["updated_ms"] or 0, reason=r["reason"] or "",
+    )
+
