@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from engine.errors import TapeshotError
+from engine.errors import ConfigError, TapeshotError
+
+DEFAULT_API_KEY = "tapeshot-sim-key"
 
 
 def _cmd_verify_book(args: argparse.Namespace) -> int:
@@ -41,6 +43,74 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sim_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("simulated venue")
+    g.add_argument("--speed", type=float, default=1.0, help="replay speed, x real time (default 1)")
+    g.add_argument("--usdt", default="100000", help="starting USDT balance of the account (default 100000)")
+    g.add_argument("--leverage", type=int, default=20, help="account leverage (default 20)")
+    g.add_argument("--maker-fee", default="0.0002", help="maker fee rate (default 0.0002 = 0.02%%)")
+    g.add_argument("--taker-fee", default="0.0005", help="taker fee rate (default 0.0005 = 0.05%%)")
+    g.add_argument("--queue", choices=("conservative", "prob"), default="conservative", help="queue model")
+    g.add_argument("--feed-latency", default="fixed:0", help="fixed:<ms>, uniform:<lo>:<hi> or recorded")
+    g.add_argument("--entry-latency", default="fixed:0", help="send -> match latency: fixed:<ms> or uniform:<lo>:<hi>")
+    g.add_argument("--ack-latency", default="fixed:0", help="match -> answer latency")
+    g.add_argument("--seed", type=int, default=0, help="seed of the latency draws")
+
+
+def _sim_configs(args: argparse.Namespace):
+    from decimal import Decimal
+
+    from engine.venues.sim import SimConfig
+    from engine.venues.sim.server import SimVenueConfig
+
+    try:
+        sim = SimConfig(maker_fee=Decimal(args.maker_fee), taker_fee=Decimal(args.taker_fee), queue_model=args.queue,
+                        leverage=args.leverage, seed=args.seed, feed_latency=args.feed_latency,
+                        entry_latency=args.entry_latency, ack_latency=args.ack_latency)
+    except ArithmeticError as exc:
+        raise ConfigError(f"bad fee rate: {exc}") from None
+    if args.speed <= 0:
+        raise ConfigError("--speed must be > 0")
+    creds = {k: v for k in ("api_key", "api_secret") if (v := getattr(args, k, None))}
+    venue = SimVenueConfig(port=getattr(args, "port", 0), speed=args.speed, usdt=Decimal(args.usdt),
+                           leverage=args.leverage, **creds)
+    return sim, venue
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.loop import run
+    from engine.venues.sim import SimExchange
+    from engine.venues.sim.server import SimVenue
+
+    sim_cfg, venue_cfg = _sim_configs(args)
+    files = args.data or [str(_sample())]
+
+    async def main() -> None:
+        venue = SimVenue(SimExchange(files, cfg=sim_cfg), venue_cfg)
+        await venue.start()
+        print(f"sim venue on {', '.join(files)} at {venue_cfg.speed:g}x")
+        print(f"  REST           {venue.rest_url}")
+        print(f"  market streams {venue.ws_url}/stream?streams=...")
+        print(f"  WebSocket API  {venue.ws_api_url}")
+        print(f"  api key        {venue_cfg.api_key}")
+        print(f"  api secret     {venue_cfg.api_secret}   (sim account only)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await venue.stop()
+
+    run(main())
+    return 0
+
+
+def _sample():
+    from engine.feed.recording import sample_path
+
+    return sample_path()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tapeshot", description="Low-latency directional execution engine.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -56,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("files", nargs="*", help="a recording to measure on (default: the bundled sample)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b.set_defaults(func=_cmd_bench)
+
+    s = sub.add_parser("sim", help="serve a recording as a Binance USD-M venue on loopback")
+    s.add_argument("--data", nargs="+", metavar="FILE", help="the recording (default: the bundled sample)")
+    s.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    s.add_argument("--api-key", help=f"API key the venue accepts (default {DEFAULT_API_KEY})")
+    s.add_argument("--api-secret", help="its secret (default printed at start-up)")
+    _add_sim_options(s)
+    s.set_defaults(func=_cmd_sim)
     return p
 
 

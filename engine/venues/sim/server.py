@@ -124,6 +124,7 @@ class SimVenue:
             web.delete("/fapi/v1/allOpenOrders", self._cancel_all),
             web.post("/fapi/v1/countdownCancelAll", self._countdown),
             web.get("/fapi/v2/positionRisk", self._position_risk), web.get("/fapi/v2/balance", self._balance),
+            web.get("/fapi/v1/userTrades", self._user_trades),
             web.post("/fapi/v1/listenKey", self._listen_key_new), web.put("/fapi/v1/listenKey", self._listen_key_keep),
             web.delete("/fapi/v1/listenKey", self._listen_key_close),
             web.get("/stream", self._ws_market), web.get("/ws", self._ws_market),
@@ -444,14 +445,24 @@ class SimVenue:
         if symbol:
             instrument_of(params, self.ex.instruments)
         self._advance()
-        rows = [exchange_info.position_row(p, self.ex.instruments[p.symbol])
+        rows = [p.to_binance(self.ex.instruments[p.symbol])
                 for p in self.ex.positions(acct.account) if not symbol or p.symbol == symbol]
         return self._json(rows, h)
 
     async def _balance(self, request: web.Request) -> web.Response:
         _, acct, h = await self._params(request, signed=True, weight=5)
         self._advance()
-        return self._json([exchange_info.balance_row(self.ex.balance(acct.account), self.cfg.account)], h)
+        return self._json([self.ex.balance(acct.account).to_binance(self.cfg.account)], h)
+
+    async def _user_trades(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True, weight=5)
+        inst = instrument_of(params, self.ex.instruments)
+        start = as_int(params, "startTime", 0) or 0
+        limit = min(as_int(params, "limit", 500) or 500, 1000)
+        self._advance()
+        rows = [user_trade(f, inst) for f in self.ex.fills(acct.account, inst.symbol)
+                if f.time_ns // 1_000_000 >= start]
+        return self._json(rows[-limit:], h)
 
     # ---- user data stream -------------------------------------------------------------------------------------
 
@@ -577,6 +588,17 @@ class SimVenue:
             raise bad(codes.INVALID_PARAMETER, "faults must be a JSON object")
         self.faults.update(changes)
         return self._json(self.faults.__dict__, {})
+
+
+def user_trade(f: Any, inst: Any) -> dict:
+    """A fill as Binance's ``/fapi/v1/userTrades`` row."""
+    price = inst.ticks_to_price(f.price_ticks)
+    qty = inst.lots_to_qty(f.qty_lots)
+    return {"buyer": f.side == "BUY", "commission": f"{f.commission:.8f}", "commissionAsset": "USDT",
+            "id": f.trade_id, "maker": f.maker, "orderId": f.order_id, "price": inst.fmt_price(f.price_ticks),
+            "qty": inst.fmt_qty(f.qty_lots),
+            "quoteQty": f"{price * qty:.8f}", "realizedPnl": f"{f.realized_pnl:.8f}", "side": f.side,
+            "positionSide": "BOTH", "symbol": f.symbol, "time": f.time_ns // 1_000_000}
 
 
 def _dumps(obj: Any) -> str:

@@ -12,7 +12,6 @@ import orjson
 
 from engine.venues.binance import codes
 from engine.venues.binance.signing import ws_payload
-from engine.venues.sim import exchange_info
 from engine.venues.sim.auth import SimHttpError, check_signature, check_timestamp
 
 # method -> (weight, orders)
@@ -84,6 +83,6 @@ async def _dispatch(venue: Any, account: str, method: str, params: dict[str, Any
     venue._advance()
     if method == "account.position":
         symbol = params.get("symbol")
-        return [exchange_info.position_row(p, venue.ex.instruments[p.symbol])
+        return [p.to_binance(venue.ex.instruments[p.symbol])
                 for p in venue.ex.positions(account) if not symbol or p.symbol == symbol]
-    return [exchange_info.balance_row(venue.ex.balance(account), account)]
+    return [venue.ex.balance(account).to_binance(account)]
