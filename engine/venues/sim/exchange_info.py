@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.model import Instrument
 from engine.venues.sim.auth import Limits
+from engine.venues.sim.params import price_precision
 
 
 def _fmt(d: Decimal | int | float, places: int = 8) -> str:
@@ -15,14 +16,13 @@ def _fmt(d: Decimal | int | float, places: int = 8) -> str:
 
 
 def symbol_info(inst: Instrument) -> dict[str, Any]:
-    _, price_dec = Instrument.grid(inst.tick_size)
     _, qty_dec = Instrument.grid(inst.step_size)
     quote = "USDT" if inst.symbol.endswith("USDT") else inst.symbol[-4:]
     min_qty = inst.min_qty or inst.step_size
     return {
         "symbol": inst.symbol, "pair": inst.symbol, "contractType": "PERPETUAL", "status": "TRADING",
         "baseAsset": inst.symbol[: -len(quote)], "quoteAsset": quote, "marginAsset": quote,
-        "pricePrecision": max(price_dec, 2), "quantityPrecision": qty_dec, "baseAssetPrecision": 8,
+        "pricePrecision": price_precision(inst), "quantityPrecision": qty_dec, "baseAssetPrecision": 8,
         "quotePrecision": 8, "underlyingType": "COIN", "settlePlan": 0, "triggerProtect": "0.0500",
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": str(inst.tick_size), "maxPrice": "4529764",

@@ -62,7 +62,13 @@ def instrument_of(params: dict[str, Any], instruments: dict[str, Instrument]) ->
     return inst
 
 
-def _units(value: Any, size: Decimal, name: str, off_grid_code: int, off_grid_msg: str) -> int:
+def price_precision(inst: Instrument) -> int:
+    """Decimals a price may carry (exchangeInfo ``pricePrecision``): BTCUSDT quotes 2 on a 0.10 tick."""
+    return max(Instrument.grid(inst.tick_size)[1], 2)
+
+
+def _units(value: Any, size: Decimal, name: str, off_grid_code: int, off_grid_msg: str,
+           precision: int | None = None) -> int:
     text = str(value)
     if not _DEC.match(text):
         raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED, f"Illegal characters found in parameter '{name}'.")
@@ -70,7 +76,7 @@ def _units(value: Any, size: Decimal, name: str, off_grid_code: int, off_grid_ms
         d = Decimal(text)
     except InvalidOperation:
         raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED, f"Illegal value for parameter '{name}'.") from None
-    _, decimals = Instrument.grid(size)
+    decimals = Instrument.grid(size)[1] if precision is None else precision
     if -d.normalize().as_tuple().exponent > decimals:
         raise bad(codes.BAD_PRECISION, codes.MESSAGES[codes.BAD_PRECISION])
     units, rem = divmod(d, size)
@@ -81,7 +87,7 @@ def _units(value: Any, size: Decimal, name: str, off_grid_code: int, off_grid_ms
 
 def price_ticks(value: Any, inst: Instrument, name: str = "price") -> int:
     return _units(value, inst.tick_size, name, codes.PRICE_NOT_INCREASED_BY_TICK_SIZE,
-                  codes.MESSAGES[codes.PRICE_NOT_INCREASED_BY_TICK_SIZE])
+                  codes.MESSAGES[codes.PRICE_NOT_INCREASED_BY_TICK_SIZE], price_precision(inst))
 
 
 def qty_lots(value: Any, inst: Instrument) -> int:

@@ -1,0 +1,74 @@
+"""Fixtures that start the sim venue on real tape and connect the engine's real Binance client to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import pytest
+
+from engine.feed import make_feed
+from engine.feed.live import MarketData
+from engine.feed.recording import sample_path
+from engine.keys import Credentials, Secret
+from engine.venues.binance.rest import BinanceRest
+from engine.venues.binance.wsapi import WsApi
+from engine.venues.sim import SimConfig, SimExchange
+from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET, SimVenue, SimVenueConfig
+
+CREDS = Credentials(DEFAULT_API_KEY, Secret(DEFAULT_API_SECRET))
+
+
+async def wait_for(pred, timeout: float = 20.0, step: float = 0.01) -> None:
+    """Poll ``pred`` until true (real sockets: things take the time they take), failing after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {getattr(pred, '__name__', pred)}")
+        await asyncio.sleep(step)
+
+
+class Stack:
+    """A running sim venue plus the engine's client pieces pointed at it."""
+
+    def __init__(self, venue: SimVenue, session: aiohttp.ClientSession) -> None:
+        self.venue = venue
+        self.session = session
+        self.rest = BinanceRest(venue.rest_url, session, CREDS)
+        self.ws_api = WsApi(venue.ws_api_url, session, CREDS, self.rest.now_ms, self.rest.limiter)
+        self.feed = make_feed(list(venue.ex.instruments.values()))
+        self.md = MarketData(self.feed, self.rest, venue.ws_url, session)
+        self.tasks: list[asyncio.Task] = []
+
+    async def start_market(self) -> None:
+        self.tasks.append(asyncio.create_task(self.md.run()))
+
+    async def close(self) -> None:
+        await self.md.close()
+        await self.ws_api.close()
+        for t in self.tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+
+@contextlib.asynccontextmanager
+async def stack(speed: float = 10.0, paths=None, sim_cfg: SimConfig | None = None, **venue_kw):
+    ex = SimExchange(paths or [sample_path()], cfg=sim_cfg)
+    venue = SimVenue(ex, SimVenueConfig(speed=speed, **venue_kw))
+    await venue.start()
+    session = aiohttp.ClientSession()
+    st = Stack(venue, session)
+    try:
+        yield st
+    finally:
+        await st.close()
+        await session.close()
+        await venue.stop()
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
