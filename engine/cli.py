@@ -105,6 +105,41 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import aiohttp
+
+    from engine.feed.recorder import Recorder
+    from engine.loop import run
+    from engine.venues.binance.rest import MAINNET_REST, TESTNET_REST, BinanceRest
+    from engine.venues.binance.streams import MAINNET_WS, TESTNET_WS
+
+    rest_url = args.rest or (TESTNET_REST if args.testnet else MAINNET_REST)
+    ws_url = args.ws or (TESTNET_WS if args.testnet else MAINNET_WS)
+    symbols = [s.upper() for s in args.symbols]
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as session:
+            rec = Recorder(symbols, BinanceRest(rest_url, session), ws_url, args.out, session,
+                           rotate_s=args.rotate)
+            task = asyncio.create_task(rec.run())
+            print(f"recording {', '.join(symbols)} from {ws_url} into {args.out}", flush=True)
+            try:
+                if args.duration:
+                    await asyncio.sleep(args.duration)
+                else:
+                    await asyncio.Event().wait()
+            finally:
+                await rec.stop()
+                task.cancel()
+                for path in rec.written:
+                    print(f"wrote {path}")
+
+    run(main())
+    return 0
+
+
 def _sample():
     from engine.feed.recording import sample_path
 
@@ -134,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api-secret", help="its secret (default printed at start-up)")
     _add_sim_options(s)
     s.set_defaults(func=_cmd_sim)
+
+    r = sub.add_parser("record", help="record Binance USD-M public streams and snapshots into replayable files")
+    r.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    r.add_argument("--out", required=True, metavar="DIR", help="directory for the gzip files")
+    r.add_argument("--rotate", type=float, default=3600.0, help="start a new file every N seconds (default 3600)")
+    r.add_argument("--duration", type=float, help="stop after N seconds (default: until Ctrl-C)")
+    r.add_argument("--testnet", action="store_true", help="record the testnet instead of mainnet")
+    r.add_argument("--rest", help="REST base URL (e.g. a sim venue's)")
+    r.add_argument("--ws", help="WebSocket base URL (e.g. a sim venue's)")
+    r.set_defaults(func=_cmd_record)
     return p
 
 

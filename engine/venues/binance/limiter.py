@@ -43,6 +43,25 @@ class RateLimiter:
         self.banned_until_ms = 0
         self.waited_ms = 0          # total time spent waiting (exported as a metric)
 
+    def configure(self, rate_limits: list[dict]) -> None:
+        """Adopt the venue's own limits from exchangeInfo ``rateLimits`` (REQUEST_WEIGHT and ORDERS entries)."""
+        spans = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+        headers = {("weight", 60_000): "X-MBX-USED-WEIGHT-1M", ("orders", 10_000): "X-MBX-ORDER-COUNT-10S",
+                   ("orders", 60_000): "X-MBX-ORDER-COUNT-1M"}
+        limits = []
+        for rl in rate_limits:
+            kind = {"REQUEST_WEIGHT": "weight", "ORDERS": "orders"}.get(rl.get("rateLimitType"))
+            span = spans.get(rl.get("interval")) if kind else None
+            if span is None:
+                continue
+            window = span * int(rl.get("intervalNum", 1))
+            header = headers.get((kind, window), f"X-MBX-{kind.upper()}-{window}MS")
+            limits.append(RateLimit(kind, window, int(rl["limit"]), header))
+        if limits:
+            self.limits = tuple(limits)
+            self._window = [0] * len(limits)
+            self._count = [0] * len(limits)
+
     def _roll(self, i: int, now: int) -> None:
         start = now - now % self.limits[i].window_ms
         if start != self._window[i]:

@@ -260,6 +260,7 @@ class SimExchange:
                                     self.cfg.seed, self.tape.recorded_latencies_ns()
                                     if self.cfg.feed_latency == "recorded" else None, self.cfg.recorded_floor_ms)
         events = self.tape.events
+        self._next_depth = self._index_next_depth(events)
         self._cursor = 0
         self._now = events[0].time_ns - 1 if events else 0
         self._last_seq = -1
@@ -273,6 +274,18 @@ class SimExchange:
         self._timers: dict[tuple[str, str], int] = {}
         self._next_order_id = 1
         self._rng = random.Random(f"tapeshot-sim/{self.cfg.seed}/client-ids")
+
+    @staticmethod
+    def _index_next_depth(events: tuple[TapeEvent, ...]) -> list[int]:
+        """For each event, the index of the next depthUpdate of the same symbol after it (-1: none)."""
+        out = [-1] * len(events)
+        nxt: dict[str, int] = {}
+        for i in range(len(events) - 1, -1, -1):
+            ev = events[i]
+            out[i] = nxt.get(ev.symbol, -1)
+            if ev.kind == DEPTH:
+                nxt[ev.symbol] = i
+        return out
 
     # ---- time and market data --------------------------------------------------------------------------------
 
@@ -721,20 +734,54 @@ class SimExchange:
             self._finish(st, batch, before, out)
         out.append(MarketMsg(ev.stream, st.symbol, ev.time_ns, self._served_ticker(st, ev), ev.seq))
 
+    def _ticker_u(self, st: _Sym, ev: TapeEvent) -> int:
+        """Served ``u`` of a recorded bookTicker while our adjustments are live: recorded u + the current offset,
+        refined so that it keeps naming the book state its values describe when synthetic diffs of ours are inserted
+        after it was served but before the diffs it refers to (Binance often sends a bookTicker ahead of its diff):
+
+        - a ticker of the current recorded state is served with the current state's served id (the last served u):
+          a synthetic diff inserted later starts a new state after it instead of swallowing it;
+        - a ticker of a later state, or inside a later diff's id range, is moved at most two ids further into that
+          state or range, so that up to two synthetic diffs inserted before that diff cannot shift it out of it.
+        """
+        u = ev.obj["u"]
+        off = st.depth_off
+        prev = st.sf.last_u if st.sf.synced else None
+        i = self._next_depth[ev.seq]
+        first = True
+        for _ in range(8):
+            if i < 0:
+                break
+            d = self.tape.events[i].obj
+            lo, hi = d.get("U"), d.get("u")
+            if not (isinstance(lo, int) and isinstance(hi, int)):
+                break
+            if u < lo:                                    # the closed state [prev, lo)
+                if prev is None or u < prev:
+                    break
+                if first:
+                    return prev + off
+                return max(u, min(prev + 2, lo - 1)) + off
+            if u < hi:                                    # inside that diff's own range
+                return max(u, min(lo + 2, hi - 1)) + off
+            prev, first = hi, False
+            i = self._next_depth[i]
+        return u + off
+
     def _served_ticker(self, st: _Sym, ev: TapeEvent) -> bytes:
         d = ev.obj
         if not st.adjusted:
             if st.depth_off == 0:
                 return ev.data
             nd = dict(d)
-            nd["u"] = d["u"] + st.depth_off
+            nd["u"] = self._ticker_u(st, ev)
             return orjson.dumps(nd)
         nd = dict(d)
-        nd["u"] = d["u"] + st.depth_off
-        changed = st.depth_off != 0
+        nd["u"] = self._ticker_u(st, ev)
+        changed = nd["u"] != d["u"]
         for side, pk, qk in ((BID, "b", "B"), (ASK, "a", "A")):
             p, q = st.px(d[pk]), st.qty(d[qk])
-            top = self._adjusted_touch(st, side, p, q)
+            top = self._adjusted_touch(st, ev, side, p, q)
             if top is None:
                 nd[pk], nd[qk] = st.px_str(0), st.qty_str(0)
                 changed = True
@@ -745,7 +792,7 @@ class SimExchange:
                 changed = True
         return orjson.dumps(nd) if changed else ev.data
 
-    def _adjusted_touch(self, st: _Sym, side: int, p: int, q: int) -> tuple[int, int] | None:
+    def _adjusted_touch(self, st: _Sym, ev: TapeEvent, side: int, p: int, q: int) -> tuple[int, int] | None:
         """The served touch of ``side`` given the recorded ticker's touch (p, q) and our adjustments."""
         better = [x for x in st.resting[side] if p == 0 or _better(side, x, p)]
         if better:
@@ -755,10 +802,36 @@ class SimExchange:
             adj = max(0, q - st.consumed[side].get(p, 0)) + st.ours(side, p)
             if adj > 0:
                 return p, adj
-        for lp, lq in st.levels(side, 8 + len(st.resting[side])):
-            if not p or _better(side, p, lp):
-                return lp, lq
+        # the recorded touch is all ours to remove: the next served level of the book the ticker describes (the
+        # current one, overlaid with the diffs still to come up to the ticker's id when it was sent ahead of them)
+        levels = dict(st.book.top(side, 16 + len(st.consumed[side])))
+        levels.update(self._pending_levels(st, ev, side))
+        cons = st.consumed[side]
+        prices = sorted(set(levels) | set(st.resting[side]), reverse=side == BID)
+        for lp in prices:
+            if p and not _better(side, p, lp):
+                continue
+            served = max(0, levels.get(lp, 0) - cons.get(lp, 0)) + st.ours(side, lp)
+            if served > 0:
+                return lp, served
         return None
+
+    def _pending_levels(self, st: _Sym, ev: TapeEvent, side: int) -> dict[int, int]:
+        """Levels of ``side`` set by the recorded diffs after ``ev`` whose ids the ticker ``ev`` already covers."""
+        out: dict[int, int] = {}
+        u = ev.obj["u"]
+        key = "b" if side == BID else "a"
+        i = self._next_depth[ev.seq]
+        for _ in range(8):
+            if i < 0:
+                break
+            d = self.tape.events[i].obj
+            if not isinstance(d.get("u"), int) or d["u"] > u:
+                break
+            for ps, qs in d.get(key, ()):
+                out[st.px(ps)] = st.qty(qs)
+            i = self._next_depth[i]
+        return out
 
     # ---- matching --------------------------------------------------------------------------------------------
 

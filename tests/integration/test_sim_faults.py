@@ -1,0 +1,175 @@
+"""Reliability: each fault the sim can inject, met by the engine's real client over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+import pytest
+
+from engine.errors import VenueClientError, VenueServerError
+from engine.loop import run
+from engine.venues.binance import codes
+from engine.venues.binance.streams import UserStream
+from engine.venues.sim.auth import Limits
+from tests.integration.conftest import stack, wait_for
+
+
+async def fault(st, **changes) -> None:
+    async with st.session.post(f"{st.venue.rest_url}/sim/faults", json=changes) as resp:
+        assert resp.status == 200
+
+
+def test_a_skipped_diff_is_a_gap_and_the_client_resyncs():
+    async def main():
+        async with stack(speed=10) as st:
+            await st.start_market()
+            sf = st.feed["BTCUSDT"]
+            await wait_for(lambda: sf.synced, 20)
+            await fault(st, skip_diffs=1)
+            await wait_for(lambda: sf.n_gaps == 1, 20)
+            await wait_for(lambda: sf.synced, 20)
+            checks = sf.ticker_checks
+            await wait_for(lambda: sf.ticker_checks > checks + 20, 30)
+            assert sf.ticker_mismatches == 0 and st.md.stats["snapshots"] >= 2
+
+    run(main())
+
+
+def test_a_dropped_market_stream_reconnects_and_resyncs():
+    async def main():
+        async with stack(speed=10) as st:
+            await st.start_market()
+            sf = st.feed["BTCUSDT"]
+            await wait_for(lambda: sf.synced, 20)
+            await fault(st, drop_market=True)
+            await wait_for(lambda: st.md.stream.connects >= 2, 20)
+            await wait_for(lambda: sf.synced and sf.n_resyncs >= 2, 20)
+            checks = sf.ticker_checks
+            await wait_for(lambda: sf.ticker_checks > checks + 20, 30)
+            assert sf.ticker_mismatches == 0 and st.md.stats["reconnects"] >= 1
+
+    run(main())
+
+
+def test_a_lost_ack_times_out_and_the_order_is_found_by_query():
+    async def main():
+        async with stack(speed=5) as st:
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced, 20)
+            await fault(st, lose_acks=1)
+            st.ws_api.timeout_s = 0.5
+            with pytest.raises(VenueServerError) as exc:
+                await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
+                                            newClientOrderId="lost-1")
+            assert exc.value.code == codes.TIMEOUT
+            found = await st.rest.query_order("BTCUSDT", client_order_id="lost-1")
+            assert found["status"] == "FILLED"
+            # over REST the same fault drops the connection: the outcome is unknown, the query knows
+            await fault(st, lose_acks=1)
+            with pytest.raises(VenueServerError):
+                await st.rest.place_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.010",
+                                          newClientOrderId="lost-2")
+            assert (await st.rest.query_order("BTCUSDT", client_order_id="lost-2"))["status"] == "FILLED"
+
+    run(main())
+
+
+def test_5xx_429_and_rejections_are_typed_errors():
+    async def main():
+        async with stack(speed=5) as st:
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced, 20)
+            await fault(st, http_5xx=1)
+            with pytest.raises(VenueServerError) as exc:
+                await st.rest.balance()
+            assert exc.value.status == 503
+            assert (await st.rest.balance())[0]["asset"] == "USDT"        # the next one is served
+            await fault(st, http_429=1)
+            with pytest.raises(VenueClientError) as exc:
+                await st.rest.balance()
+            assert (exc.value.status, exc.value.code) == (429, codes.TOO_MANY_REQUESTS)
+            assert st.rest.limiter.delay_ms(1) > 0                        # it backs off as told (Retry-After)
+            st.rest.limiter.banned_until_ms = 0
+            await fault(st, reject_orders=1)
+            with pytest.raises(VenueClientError) as exc:
+                await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+            assert exc.value.code == codes.NEW_ORDER_REJECTED
+            await fault(st, stall_ms=400)
+            st.rest.timeout = aiohttp.ClientTimeout(total=0.1)
+            with pytest.raises(VenueServerError) as exc:
+                await st.rest.balance()
+            assert exc.value.code == codes.TIMEOUT
+
+    run(main())
+
+
+def test_duplicated_user_events_arrive_twice():
+    async def main():
+        async with stack(speed=5) as st:
+            events: list[dict] = []
+            user = UserStream(st.venue.ws_url, st.rest, st.session, events.append)
+            st.tasks.append(asyncio.create_task(user.run()))
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced and user.connected.is_set(), 20)
+            await fault(st, duplicate_user=100)
+            await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
+                                        newClientOrderId="dup-1")
+            trades = lambda: [e for e in events if e.get("e") == "ORDER_TRADE_UPDATE"  # noqa: E731
+                              and e["o"]["c"] == "dup-1" and e["o"]["x"] == "TRADE"]
+            await wait_for(lambda: len(trades()) >= 2, 10)
+            ids = [t["o"]["t"] for t in trades()]
+            assert len(ids) == 2 * len(set(ids))                           # every fill event twice
+            await user.close()
+
+    run(main())
+
+
+def test_rate_limits_429_then_418_and_the_client_limiter_follows_the_headers():
+    async def main():
+        async with stack(speed=1, limits=Limits(weight_per_min=200, ban_s=5)) as st:
+            # our client adopts the venue's published limits, reads its counts and waits rather than cross them
+            st.rest.limiter.configure((await st.rest.exchange_info())["rateLimits"])
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced, 20)       # each depth snapshot: weight 20
+            used = st.rest.limiter.used()["X-MBX-USED-WEIGHT-1M"]
+            assert used >= 21 and used == st.venue.counters["127.0.0.1"].weight.count
+            assert st.rest.limiter.delay_ms(200 - used) > 0              # 90% of the limit is the ceiling
+            assert st.rest.limiter.delay_ms(1) == 0
+            # a careless client hammering the same venue: 429 with Retry-After, then 418
+            statuses = []
+            async with aiohttp.ClientSession() as raw:
+                for _ in range(250):
+                    async with raw.get(f"{st.venue.rest_url}/fapi/v1/time") as resp:
+                        statuses.append(resp.status)
+                        if resp.status in (418, 429):
+                            body = await resp.json()
+                            assert body["code"] == codes.TOO_MANY_REQUESTS and "Retry-After" in resp.headers
+                        if resp.status == 418:
+                            break
+            assert 429 in statuses and statuses[-1] == 418 and statuses[0] == 200
+
+    run(main())
+
+
+def test_the_venue_survives_clients_that_vanish_mid_request():
+    async def main():
+        async with stack(speed=5) as st:
+            port = int(st.venue.rest_url.rsplit(":", 1)[1])
+            for payload in (b"GET /fapi/v1/ti", b"POST /fapi/v1/order HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\nsym",
+                            b"\x16\x03\x01\x02\x00garbage"):
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(payload)
+                s.close()
+            await fault(st, stall_ms=300)
+            task = asyncio.create_task(st.rest.balance())
+            await asyncio.sleep(0.05)
+            task.cancel()                                                  # gone before the answer
+            await asyncio.sleep(0.4)
+            await fault(st, stall_ms=0)
+            assert (await st.rest.balance())[0]["asset"] == "USDT"
+            async with st.session.get(f"{st.venue.rest_url}/fapi/v1/nowhere") as resp:
+                assert resp.status == 404 and (await resp.json())["code"] == -5000
+
+    run(main())
