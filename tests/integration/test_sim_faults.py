@@ -157,8 +157,8 @@ def test_the_venue_survives_clients_that_vanish_mid_request():
     async def main():
         async with stack(speed=5) as st:
             port = int(st.venue.rest_url.rsplit(":", 1)[1])
-            for payload in (b"GET /fapi/v1/ti", b"POST /fapi/v1/order HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\nsym",
-                            b"\x16\x03\x01\x02\x00garbage"):
+            half_post = b"POST /fapi/v1/order HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\nsym"
+            for payload in (b"GET /fapi/v1/ti", half_post, b"\x16\x03\x01\x02\x00garbage"):
                 s = socket.create_connection(("127.0.0.1", port))
                 s.sendall(payload)
                 s.close()
