@@ -1,16 +1,19 @@
-"""The sniper's trigger: hold fire while waiting is cheaper, fire when the entry score says otherwise.
+"""Sniper: hold fire while waiting is cheaper, then take the remaining size in one marketable limit IOC.
 
-The entry score (``ext.timing.Timing.score``) is roughly in [-1, 1]; positive for a buy means pressure is up and
-waiting is likely to cost. The trigger fires when the score reaches a threshold that falls linearly from
-``start`` at the intent's arrival to ``end`` at its deadline, so the sniper grows less choosy as time runs out
-and is certain to fire by the deadline (``end`` below any possible score).
+Fire when the entry score (``ext.timing.Timing.score``, roughly [-1, 1], positive when price pressure is against
+waiting) reaches a threshold that falls linearly from ``start`` at arrival to ``end`` at the deadline, or when the
+far side's liquidity vacuum opens (``vacuum_fire`` of its band depth pulled in the last few hundred ms). The IOC is
+priced at the cap (arrival mid +/- the trader's max slippage, tightened by any limit price), so it takes what the
+book offers up to the cap and never worse. Unfilled remainder: wait and fire again. At the deadline the shared rule
+applies (``strategies.base``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.errors import ConfigError
+from strategies.base import BUY, Action, Algo
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +59,34 @@ class SniperTrigger:
                 self.fired_at_ns = now
             return True
         return False
+
+
+@dataclass
+class Sniper(Algo):
+    name: str = "sniper"
+    rule: FireRule = field(default_factory=FireRule)
+    vacuum_fire: float = 0.5           # far-side vacuum (fraction of band depth) that fires at once
+    vacuum_check_ns: int = 20_000_000  # read the vacuum signal at most this often (a full snapshot costs ~µs)
+    _next_vacuum_check: int = 0
+    last_score: float = 0.0
+
+    def decide(self, sf, now: int) -> list[Action]:
+        if self.live or self.free <= 0:
+            return []                                   # one IOC in flight at a time
+        _, opp = self.touches(sf)
+        if opp is None or not self.within_cap(opp[0]):
+            return []                                   # nothing to take inside the cap: wait for the deadline rule
+        self.last_score = score = sf.timing.py_score(self.spec.side, now)
+        reason = ""
+        if score >= self.rule.threshold(self.frac(now)):
+            reason = f"score {score:+.2f}"
+        elif now >= self._next_vacuum_check:
+            self._next_vacuum_check = now + self.vacuum_check_ns
+            snap = sf.timing.snapshot(now)
+            vac = snap["vacuum_ask"] if self.spec.side == BUY else snap["vacuum_bid"]
+            if vac >= self.vacuum_fire:
+                reason = f"vacuum {vac:.2f}"
+        if not reason:
+            return []
+        self.note(now, f"fire {self.free} at cap {self.spec.worst}: {reason}")
+        return [self.place(self.free, self.spec.worst, "IOC", "snipe")]

@@ -28,6 +28,7 @@ NO_SUCH_ORDER = -2013
 BAD_API_KEY_FMT = -2014
 REJECTED_MBX_KEY = -2015
 MARGIN_NOT_SUFFICIEN = -2019
+ORDER_WOULD_IMMEDIATELY_TRIGGER = -2021
 REDUCE_ONLY_REJECT = -2022
 PRICE_LESS_THAN_ZERO = -4001
 QTY_LESS_THAN_ZERO = -4003
@@ -55,6 +56,9 @@ MESSAGES = {
     MARGIN_NOT_SUFFICIEN: "Margin is insufficient.",
     REDUCE_ONLY_REJECT: "ReduceOnly Order is rejected.",
     PRICE_NOT_INCREASED_BY_TICK_SIZE: "Price not increased by tick size.",
+    PRICE_LESS_THAN_ZERO: "Price less than 0.",
+    QTY_LESS_THAN_ZERO: "Quantity less than or equal to zero.",
+    ORDER_WOULD_IMMEDIATELY_TRIGGER: "Order would immediately trigger.",
     QTY_NOT_INCREASED_BY_STEP_SIZE: "Quantity not increased by step size.",
     QTY_LESS_THAN_MIN_QTY: "Quantity less than min quantity.",
     MIN_NOTIONAL: "Order's notional must be no smaller than {notional} (unless you choose reduce only).",

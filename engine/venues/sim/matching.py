@@ -467,8 +467,8 @@ class SimExchange:
         if not close_position and inst.min_qty is not None and inst.lots_to_qty(qty_lots) < inst.min_qty:
             raise SimReject(codes.QTY_LESS_THAN_MIN_QTY)
         pos = acct.position(symbol).qty_lots
-        if reduce_only and not close_position and (pos == 0 or (pos > 0) == buy):
-            raise SimReject(codes.REDUCE_ONLY_REJECT)
+        if reduce_only and not is_stop and (pos == 0 or (pos > 0) == buy):
+            raise SimReject(codes.REDUCE_ONLY_REJECT)       # (a reduce-only stop is judged when it triggers)
         top_bid, top_ask = st.top()
         opposite = top_ask if buy else top_bid
         ref_ticks = price_ticks if otype is OrderType.LIMIT else stop_ticks if is_stop else \
@@ -508,6 +508,8 @@ class SimExchange:
             self._expire_rest(st, o)
         else:
             self._limit(st, o, batch)
+        if batch.prints:
+            self._check_stops(st, batch)
         self._sweep_reduce_only(st, batch)
         self._finish(st, batch, before, self._outbox)
         return dataclasses.replace(o)
@@ -716,7 +718,8 @@ class SimExchange:
                     (p < price or (p == price and buyer_maker))
                 if through:
                     self._fill_level(st, side, p, batch)
-        self._check_stops(st, price, batch)
+        st.last_price = price                             # our through-fill prints came first: the print is last
+        self._check_stops(st, batch)
         self._sweep_reduce_only(st, batch)
         self._finish(st, batch, before, out)
 
@@ -741,8 +744,12 @@ class SimExchange:
 
         - a ticker of the current recorded state is served with the current state's served id (the last served u):
           a synthetic diff inserted later starts a new state after it instead of swallowing it;
-        - a ticker of a later state, or inside a later diff's id range, is moved at most two ids further into that
-          state or range, so that up to two synthetic diffs inserted before that diff cannot shift it out of it.
+        - a ticker inside a later diff's own id range is moved at most two ids further into that range, so that up
+          to two synthetic diffs inserted before that diff cannot shift it out of the range (onto the state after our
+          synthetic diff, which its values do not describe).
+
+        A ticker of a later whole state keeps recorded u + offset: its values cannot know about an action of ours
+        taken before that state is served, so no id makes it right then (see ``SimExchange`` notes).
         """
         u = ev.obj["u"]
         off = st.depth_off
@@ -757,11 +764,9 @@ class SimExchange:
             if not (isinstance(lo, int) and isinstance(hi, int)):
                 break
             if u < lo:                                    # the closed state [prev, lo)
-                if prev is None or u < prev:
-                    break
-                if first:
+                if first and prev is not None and u >= prev:
                     return prev + off
-                return max(u, min(prev + 2, lo - 1)) + off
+                break
             if u < hi:                                    # inside that diff's own range
                 return max(u, min(lo + 2, hi - 1)) + off
             prev, first = hi, False
@@ -1034,28 +1039,37 @@ class SimExchange:
             return last >= stop if buy else last <= stop
         return last <= stop if buy else last >= stop
 
-    def _check_stops(self, st: _Sym, last: int, batch: _Batch) -> None:
-        for o in [o for o in st.stops if self._stop_hit(o.type, o.is_buy, o.stop_ticks, last)]:
-            st.stops.remove(o)
-            o.status = OrderStatus.EXPIRED                  # Binance: the stop order expires ...
-            o.update_ns = self._now
+    def _check_stops(self, st: _Sym, batch: _Batch) -> None:
+        """Trigger the stop orders the last trade price (recorded or ours) has reached, oldest first; a triggered
+        stop's own prints can trigger further stops."""
+        while st.stops and st.last_price is not None:
+            last = st.last_price
+            hit = next((o for o in st.stops if self._stop_hit(o.type, o.is_buy, o.stop_ticks, last)), None)
+            if hit is None:
+                return
+            self._trigger(st, hit, batch)
+
+    def _trigger(self, st: _Sym, o: SimOrder, batch: _Batch) -> None:
+        st.stops.remove(o)
+        o.status = OrderStatus.EXPIRED                      # Binance: the stop order expires ...
+        o.update_ns = self._now
+        self._order_event(st, o, "EXPIRED")
+        o.type = OrderType.MARKET                           # ... and lives on as a MARKET order, same id
+        o.status = OrderStatus.NEW
+        o.triggered = True
+        batch.accounts.add(o.account)
+        if o.close_position:
+            pos = self._accounts[o.account].position(st.symbol).qty_lots
+            o.qty_lots = abs(pos) if pos != 0 and (pos > 0) != o.is_buy else 0
+        self._order_event(st, o, "NEW")
+        if o.qty_lots == 0:                                 # closePosition without a position to close
+            o.status = OrderStatus.EXPIRED
+            self._open[o.account].pop(o.order_id, None)
             self._order_event(st, o, "EXPIRED")
-            o.type = OrderType.MARKET                       # ... and lives on as a MARKET order, same id
-            o.status = OrderStatus.NEW
-            o.triggered = True
-            batch.accounts.add(o.account)
-            if o.close_position:
-                pos = self._accounts[o.account].position(st.symbol).qty_lots
-                o.qty_lots = abs(pos) if pos != 0 and (pos > 0) != o.is_buy else 0
-            self._order_event(st, o, "NEW")
-            if o.qty_lots == 0:                             # closePosition without a position to close
-                o.status = OrderStatus.EXPIRED
-                self._open[o.account].pop(o.order_id, None)
-                self._order_event(st, o, "EXPIRED")
-                continue
-            top_bid, top_ask = st.top()
-            self._take(st, o, self._market_bound(st, o.is_buy, top_ask if o.is_buy else top_bid), batch)
-            self._expire_rest(st, o)
+            return
+        top_bid, top_ask = st.top()
+        self._take(st, o, self._market_bound(st, o.is_buy, top_ask if o.is_buy else top_bid), batch)
+        self._expire_rest(st, o)
 
     # ---- publishing ------------------------------------------------------------------------------------------
 

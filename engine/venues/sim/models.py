@@ -42,14 +42,11 @@ QUEUE_MODELS = ("conservative", "prob")
 # ---- errors ----------------------------------------------------------------------------------------------------
 
 _FALLBACK_MESSAGES = {
-    codes.QTY_LESS_THAN_ZERO: "Quantity less than or equal to zero.",
-    codes.PRICE_LESS_THAN_ZERO: "Price less than or equal to zero.",
     codes.INVALID_ORDER_TYPE: "Invalid orderType.",
     codes.INVALID_SIDE: "Invalid side.",
     codes.INVALID_PARAMETER: "Invalid data sent for a parameter.",
 }
-ORDER_WOULD_IMMEDIATELY_TRIGGER = -2021      # not in codes.py yet
-_FALLBACK_MESSAGES[ORDER_WOULD_IMMEDIATELY_TRIGGER] = "Order would immediately trigger."
+ORDER_WOULD_IMMEDIATELY_TRIGGER = codes.ORDER_WOULD_IMMEDIATELY_TRIGGER
 
 
 def message(code: int, **fmt: Any) -> str:

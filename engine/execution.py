@@ -1,0 +1,176 @@
+"""From an intent to an algorithm and back to an execution report; shared by the live node and the eval harness.
+
+Arrival state is stamped when the intent arrives (mid, spread, touch, signal snapshot, exchange time); the price
+cap is the arrival mid moved by the trader's max slippage, rounded inward to the tick grid. The report gives the
+filled size, average price, implementation shortfall against the arrival mid (fees in), the best and worst
+prices the far side offered inside the window, markouts at +1/+5/+30 s, and the orders it took.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+from engine.errors import ConfigError
+from engine.intents import Intent, IntentKind
+from engine.model import Instrument, Side
+from strategies import auto
+from strategies.base import BUY, SELL, Algo, Spec
+from strategies.baselines import Immediate, PassiveChase, Twap
+from strategies.ladder import Ladder
+from strategies.sniper import Sniper
+
+ALGORITHMS: dict[str, type[Algo]] = {"sniper": Sniper, "ladder": Ladder, "immediate": Immediate, "twap": Twap,
+                                     "passive_chase": PassiveChase}
+MARKOUTS_S = (1, 5, 30)
+SEC = 1_000_000_000
+
+
+def lots_for(intent: Intent, inst: Instrument, mid_ticks: float, position_lots: int = 0) -> int:
+    """The intent's size in lots: base quantity, quote notional at the arrival mid, or the whole position."""
+    if intent.qty is not None:
+        lots = int((intent.qty / inst.step_size).to_integral_value(ROUND_DOWN))
+    elif intent.notional is not None:
+        mid = Decimal(repr(mid_ticks)) * inst.tick_size
+        lots = int((intent.notional / mid / inst.step_size).to_integral_value(ROUND_DOWN))
+    else:
+        lots = abs(position_lots)
+    if lots <= 0:
+        raise ConfigError(f"{intent.symbol}: size rounds to zero at step {inst.step_size}")
+    return lots
+
+
+def cap_ticks(side: int, mid_ticks: float, max_bps: float) -> int:
+    """The worst acceptable price: arrival mid +/- max slippage, rounded inward onto the tick grid."""
+    if side == BUY:
+        return math.floor(mid_ticks * (1 + max_bps / 1e4))
+    return math.ceil(mid_ticks * (1 - max_bps / 1e4))
+
+
+@dataclass
+class Arrival:
+    """The market as the intent found it."""
+
+    time_ns: int
+    mid_ticks: float
+    bid: tuple[int, int] | None
+    ask: tuple[int, int] | None
+    signals: dict[str, float]
+
+    @classmethod
+    def stamp(cls, sf, now: int) -> Arrival:
+        bid, ask = sf.book.best(0), sf.book.best(1)
+        if bid is None or ask is None:
+            raise ConfigError(f"{sf.symbol}: the book has an empty side; cannot stamp an arrival mid")
+        return cls(now, (bid[0] + ask[0]) / 2, bid, ask, sf.timing.snapshot(now))
+
+
+def make_spec(intent: Intent, inst: Instrument, arrival: Arrival, position_lots: int = 0,
+              round_trip_ns: int = 5_000_000) -> Spec:
+    if intent.kind is IntentKind.ENTER:
+        side = BUY if intent.side is Side.BUY else SELL
+        reduce_only = False
+    elif intent.kind is IntentKind.EXIT:
+        if position_lots == 0:
+            raise ConfigError(f"{intent.symbol}: no position to exit")
+        side = SELL if position_lots > 0 else BUY
+        reduce_only = True
+    else:
+        raise ConfigError(f"{intent.kind} is not an execution")
+    qty = lots_for(intent, inst, arrival.mid_ticks, position_lots)
+    if reduce_only:
+        qty = min(qty, abs(position_lots))
+    limit = None
+    if intent.limit_price is not None:
+        limit = inst.price_to_ticks((intent.limit_price / inst.tick_size).to_integral_value(ROUND_DOWN)
+                                    * inst.tick_size)
+    min_lots = min_order_lots(inst, arrival.mid_ticks)
+    if qty < min_lots and not reduce_only:
+        raise ConfigError(f"{intent.symbol}: {inst.lots_to_qty(qty)} is below the minimum order "
+                          f"({inst.lots_to_qty(min_lots)} at {inst.min_notional} USDT notional)")
+    return Spec(inst.symbol, side, qty, arrival.time_ns, arrival.time_ns + int(intent.window_s * SEC),
+                cap_ticks(side, arrival.mid_ticks, intent.max_slippage_bps), intent.on_deadline == "complete",
+                reduce_only, round_trip_ns, limit, min_lots)
+
+
+def min_order_lots(inst: Instrument, mid_ticks: float, margin: float = 1.02) -> int:
+    """The smallest order in lots: min qty, and min notional at the mid with a small margin for price moves."""
+    by_notional = math.ceil(float(inst.min_notional) * margin / (mid_ticks * float(inst.tick_size))
+                            / float(inst.step_size))
+    by_qty = int(inst.min_qty / inst.step_size) if inst.min_qty else 1
+    return max(1, by_notional, by_qty)
+
+
+def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str]) -> tuple[Algo, str]:
+    if name == "auto":
+        return auto.make(spec, sf, now, new_id)
+    cls = ALGORITHMS.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown algorithm {name!r} (known: auto, {', '.join(ALGORITHMS)})")
+    return cls(spec, new_id), name
+
+
+@dataclass
+class Tracker:
+    """Watches one execution: the far side inside the window, fills, and the mid afterwards for markouts."""
+
+    spec: Spec
+    arrival: Arrival
+    algo_name: str
+    best_far: int | None = None          # best price the far side offered in the window (ticks)
+    worst_far: int | None = None
+    fills: list[tuple[int, int, int, bool, Decimal]] = field(default_factory=list)  # (time, lots, px, maker, fee)
+    orders: list[str] = field(default_factory=list)
+    end_ns: int | None = None
+    markout_mids: dict[int, float] = field(default_factory=dict)
+
+    def on_book(self, sf, now: int) -> None:
+        if self.end_ns is None:
+            far = sf.book.best(1 if self.spec.side == BUY else 0)
+            if far is not None:
+                p = far[0]
+                better = (lambda a, b: a < b) if self.spec.side == BUY else (lambda a, b: a > b)
+                if self.best_far is None or better(p, self.best_far):
+                    self.best_far = p
+                if self.worst_far is None or better(self.worst_far, p):
+                    self.worst_far = p
+            return
+        for h in MARKOUTS_S:
+            if h not in self.markout_mids and now >= self.end_ns + h * SEC:
+                mid = sf.book.mid
+                if mid == mid:
+                    self.markout_mids[h] = mid
+
+    @property
+    def markouts_done(self) -> bool:
+        return self.end_ns is not None and len(self.markout_mids) == len(MARKOUTS_S)
+
+    def report(self, inst: Instrument, fee_note: str = "") -> dict:
+        s, a = self.spec, self.arrival
+        lots = sum(f[1] for f in self.fills)
+        notional = sum(Decimal(f[1]) * inst.tick_size * inst.step_size * f[2] for f in self.fills)
+        fees = sum((f[4] for f in self.fills), Decimal(0))
+        qty = inst.lots_to_qty(lots)
+        avg = notional / qty if lots else None
+        mid = Decimal(repr(a.mid_ticks)) * inst.tick_size
+        sign = 1 if s.side == BUY else -1
+        shortfall = None
+        if lots:
+            shortfall = float((sign * (avg - mid) * qty + fees) / (mid * qty) * Decimal(10_000))
+        marks = {f"+{h}s": (round(sign * (m - float(avg / inst.tick_size)) / float(avg / inst.tick_size) * 1e4, 3)
+                            if avg is not None else None) for h, m in sorted(self.markout_mids.items())}
+        return {
+            "symbol": s.symbol, "side": "BUY" if s.side == BUY else "SELL", "algo": self.algo_name,
+            "requested": str(inst.lots_to_qty(s.qty)), "filled": str(qty), "complete": lots == s.qty,
+            "avg_price": None if avg is None else f"{avg:.{max(2, Instrument.grid(inst.tick_size)[1])}f}",
+            "arrival_mid": str(mid), "shortfall_bps": None if shortfall is None else round(shortfall, 3),
+            "fees": f"{fees:.8f}",
+            "maker_share": round(sum(f[1] for f in self.fills if f[3]) / lots, 3) if lots else None,
+            "cap": inst.fmt_price(s.cap),
+            "best_in_window": None if self.best_far is None else inst.fmt_price(self.best_far),
+            "worst_in_window": None if self.worst_far is None else inst.fmt_price(self.worst_far),
+            "time_to_fill_s": None if self.end_ns is None else round((self.end_ns - s.arrival_ns) / SEC, 3),
+            "markouts_bps": marks, "orders": list(self.orders), "fee_note": fee_note,
+        }
