@@ -1,0 +1,71 @@
+"""The engine's command surface: what the trader can ask, whatever the transport.
+
+Telegram, the console and the local control endpoint (``tapeshot intent``) all call these methods; none of them
+holds trading logic (freqtrade's lesson: commands are plain functions, the chat transport only calls them).
+Every method answers with plain text or a ``Submitted`` and raises ``TapeshotError`` subclasses with messages
+fit to show the trader (``IntentError``: could not read it; ``RiskRefused``: not allowed now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """An accepted instruction: its id (``i-...``), what was understood, and the market it found."""
+
+    intent_id: str
+    echo: str
+    arrival: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of an intent's life, pushed to whoever sent it.
+
+    ``kind``: accepted, fired, fill, done (the execution report is in ``data``), markouts (the report again, with
+    markouts filled in), error, tp_sl, cancelled, risk (a kill switch or trading-state change, ``intent_id`` "").
+    """
+
+    intent_id: str
+    kind: str
+    text: str
+    source: str = ""
+    user: str = ""
+    data: dict = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+
+
+class Commands(Protocol):
+    async def submit(self, text: str, *, source: str, user: str) -> Submitted:
+        """Parse and act on one intent text (enter, exit, tp, sl, cancel, status)."""
+
+    async def preview(self, text: str) -> str:
+        """What ``text`` would do now (size, cap, window, arrival mid and spread, the algorithm auto would pick),
+        without doing it."""
+
+    async def status(self, symbol: str | None = None) -> str:
+        """Working intents, open orders, positions and PnL, book health, trading state."""
+
+    async def positions(self) -> str:
+        ...
+
+    async def kill(self, reason: str, *, user: str) -> str:
+        """KillSwitch: cancel everything, halt new orders (exits still allowed with ``resume``)."""
+
+    async def resume(self, *, user: str) -> str:
+        ...
+
+    async def add_rationale(self, intent_id: str, text: str, *, user: str) -> None:
+        """The trader's stated reason for an intent, stored in the decision journal."""
+
+    async def report(self, intent_id: str) -> dict | None:
+        ...
+
+    def subscribe(self, callback: ProgressCallback) -> Callable[[], None]:
+        """Receive every ``Progress``; returns the unsubscribe function."""
