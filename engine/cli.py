@@ -140,6 +140,115 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config(args: argparse.Namespace):
+    import dataclasses
+
+    from engine import config as cfgmod
+
+    cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
+    venue = cfg.venue
+    changes = {}
+    if args.venue:
+        changes["kind"] = args.venue
+    if args.testnet:
+        changes["testnet"] = True
+    if args.data:
+        changes["data"] = tuple(args.data)
+    if args.speed is not None:
+        changes["speed"] = args.speed
+    elif args.demo and venue.kind == "sim" and not venue.rest_url and not args.venue:
+        changes["speed"] = 5.0
+    if args.symbols:
+        changes["symbols"] = tuple(s.upper() for s in args.symbols)
+    if args.venue_url:
+        changes["rest_url"] = args.venue_url
+    engine = {}
+    if args.home:
+        engine["home"] = args.home
+    if args.metrics_port is not None:
+        engine["metrics_port"] = args.metrics_port
+    if args.console:
+        engine["console"] = args.console
+    try:
+        return dataclasses.replace(cfg, venue=dataclasses.replace(venue, **changes),
+                                   engine=dataclasses.replace(cfg.engine, **engine))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine.loop import run
+    from engine.runner import run_engine
+
+    return run(run_engine(_run_config(args), demo=args.demo))
+
+
+def _control(args: argparse.Namespace):
+    from pathlib import Path
+
+    from engine import config as cfgmod
+    from engine.control import ControlClient
+
+    cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
+    home = Path(args.home or cfg.engine.home).expanduser()
+    return ControlClient(Path(cfg.engine.control_socket).expanduser() if cfg.engine.control_socket
+                         else home / "control.sock")
+
+
+def _cmd_intent(args: argparse.Namespace) -> int:
+    from engine.loop import run
+
+    client = _control(args)
+
+    async def main() -> int:
+        async for line in client.intent(" ".join(args.text), markouts=args.markouts):
+            if "error" in line:
+                print(f"refused: {line['error']}", file=sys.stderr)
+                return 1
+            if line["kind"] in ("done", "markouts") and args.json:
+                print(orjson.dumps(line["data"], option=orjson.OPT_INDENT_2).decode())
+            else:
+                print(f"{line['kind']}: {line.get('text', '')}", flush=True)
+        return 0
+
+    return run(main())
+
+
+def _cmd_simple(method: str, path: str, body_of=lambda a: {}):
+    def handler(args: argparse.Namespace) -> int:
+        from engine.loop import run
+
+        result = run(_control(args).call(method, path(args) if callable(path) else path, body_of(args)))
+        print(result if isinstance(result, str) else orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return 0
+
+    return handler
+
+
+def _cmd_journal(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine import config as cfgmod
+    from engine.oms.journal import Journal
+
+    cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
+    home = Path(args.home or cfg.engine.home).expanduser()
+    path = Path(args.path or cfg.engine.journal or home / "journal.sqlite").expanduser()
+    if not path.exists():
+        raise ConfigError(f"no journal at {path}")
+    j = Journal(path)
+    rows = j.query("SELECT id, created_ms, state, text, report FROM intents ORDER BY created_ms DESC LIMIT ?",
+                   (args.limit,))
+    for r in reversed(rows):
+        rep = orjson.loads(r["report"]) if r["report"] else {}
+        print(f"{r['id']}  {r['state']:<11} {r['text']!r:<40} filled {rep.get('filled', '-')} avg "
+              f"{rep.get('avg_price', '-')} shortfall {rep.get('shortfall_bps', '-')} bps")
+        if args.decisions:
+            for d in j.query("SELECT time_ms, kind, data FROM decisions WHERE intent_id=? ORDER BY seq", (r["id"],)):
+                print(f"    {d['kind']}: {d['data'][:160]}")
+    return 0
+
+
 def _sample():
     from engine.feed.recording import sample_path
 
@@ -179,6 +288,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rest", help="REST base URL (e.g. a sim venue's)")
     r.add_argument("--ws", help="WebSocket base URL (e.g. a sim venue's)")
     r.set_defaults(func=_cmd_record)
+
+    run = sub.add_parser("run", help="run the engine (default: the embedded sim venue on the bundled real tape)")
+    run.add_argument("--config", metavar="FILE", help="TOML configuration")
+    run.add_argument("--venue", choices=("sim", "binance"), help="sim (embedded or --venue-url) or binance")
+    run.add_argument("--venue-url", metavar="URL", help="REST base URL of a running sim venue (tapeshot sim)")
+    run.add_argument("--testnet", action="store_true", help="with --venue binance: the testnet")
+    run.add_argument("--data", nargs="+", metavar="FILE", help="recording for the embedded sim venue")
+    run.add_argument("--speed", type=float, help="embedded sim replay speed (default 1; 5 with --demo)")
+    run.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
+    run.add_argument("--home", metavar="DIR", help="journal and control socket directory (default ~/.tapeshot)")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    run.add_argument("--console", choices=("auto", "on", "off"), help="read intents from stdin")
+    run.add_argument("--demo", action="store_true", help="send a scripted series of intents, print each report")
+    run.set_defaults(func=_cmd_run)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE")
+    common.add_argument("--home", metavar="DIR")
+    it = sub.add_parser("intent", parents=[common], help="send an intent to the running engine, print its report")
+    it.add_argument("text", nargs="+", help='e.g. "long btc 0.01 20s max 8bps"')
+    it.add_argument("--markouts", action="store_true", help="wait for the +30 s markouts too")
+    it.add_argument("--json", action="store_true", help="print the final report as JSON")
+    it.set_defaults(func=_cmd_intent)
+    st = sub.add_parser("status", parents=[common], help="the running engine's positions, intents and health")
+    st.add_argument("symbol", nargs="?")
+    st.set_defaults(func=_cmd_simple("GET", lambda a: "/status" + (f"?symbol={a.symbol.upper()}" if a.symbol else "")))
+    k = sub.add_parser("kill", parents=[common], help="KillSwitch: cancel everything and halt trading")
+    k.add_argument("reason", nargs="*")
+    k.set_defaults(func=_cmd_simple("POST", "/kill", lambda a: {"reason": " ".join(a.reason) or "by hand"}))
+    rs = sub.add_parser("resume", parents=[common], help="resume trading after a kill")
+    rs.set_defaults(func=_cmd_simple("POST", "/resume"))
+    jr = sub.add_parser("journal", parents=[common], help="recent intents and their reports from the journal")
+    jr.add_argument("--path", help="journal file (default: the engine's)")
+    jr.add_argument("--limit", type=int, default=20)
+    jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
+    jr.set_defaults(func=_cmd_journal)
     return p
 
 

@@ -22,10 +22,12 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.risk import RiskConfig
 from engine.signals_ref import TimingParams
 
 ENV_PREFIX = "TAPESHOT_"
@@ -47,11 +49,82 @@ class FeedConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VenueConfig:
+    """Where to trade. ``sim`` (default) starts a simulated Binance venue in-process on ``data`` (the bundled
+    tape when empty) unless ``rest_url`` names a running one; ``binance`` is the real exchange (mainnet, or
+    ``testnet = true``) with keys from TAPESHOT_API_KEY / TAPESHOT_API_SECRET."""
+
+    kind: str = "sim"
+    testnet: bool = False
+    rest_url: str = ""
+    ws_url: str = ""
+    ws_api_url: str = ""
+    data: tuple[str, ...] = ()
+    speed: float = 1.0
+    symbols: tuple[str, ...] = ()
+    use_ws_api: bool = True
+    recv_window_ms: int = 5000
+    countdown_cancel_ms: int = 60000   # dead man's switch: the venue cancels our orders if we go quiet (0: off)
+
+    def __post_init__(self) -> None:
+        _require(self.kind in ("sim", "binance"), f"venue.kind must be sim or binance, got {self.kind!r}")
+        _require(self.speed > 0, "venue.speed must be > 0")
+        _require(self.countdown_cancel_ms == 0 or self.countdown_cancel_ms >= 10000,
+                 "venue.countdown_cancel_ms must be 0 or >= 10000")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Local files and endpoints of the running engine."""
+
+    home: str = "~/.tapeshot"                 # journal and control socket live here unless set below
+    journal: str = ""
+    control_socket: str = ""
+    metrics_port: int = 0                     # Prometheus exporter on 127.0.0.1 (0: off)
+    timer_ms: int = 20                        # algorithm timer (deadlines fire even when the market is quiet)
+    console: str = "auto"                     # read intents from stdin: auto (when it is a terminal), on, off
+
+    def __post_init__(self) -> None:
+        _require(self.timer_ms >= 1, "engine.timer_ms must be >= 1")
+        _require(self.console in ("auto", "on", "off"), "engine.console must be auto, on or off")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionConfig:
+    """Defaults for intents that leave them out, and the order round trip the deadline rule allows for."""
+
+    window_s: float = 30.0
+    max_slippage_bps: float = 10.0
+    algo: str = "auto"
+    on_deadline: str = "complete"
+    round_trip_ms: float = 20.0
+
+    def __post_init__(self) -> None:
+        _require(5 <= self.window_s <= 60, "execution.window_s must be within 5-60")
+        _require(self.algo in ("auto", "sniper", "ladder"), "execution.algo must be auto, sniper or ladder")
+        _require(self.on_deadline in ("complete", "cancel"), "execution.on_deadline must be complete or cancel")
+
+
+@dataclasses.dataclass(frozen=True)
+class TelegramConfig:
+    """The bot runs when TAPESHOT_TELEGRAM_TOKEN is set; only these Telegram user ids may command it."""
+
+    allowed_user_ids: tuple[int, ...] = ()
+    allowed_chat_ids: tuple[int, ...] = ()
+    base_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole configuration; each field is a section."""
 
     feed: FeedConfig = dataclasses.field(default_factory=FeedConfig)
     signals: TimingParams = dataclasses.field(default_factory=TimingParams)
+    venue: VenueConfig = dataclasses.field(default_factory=VenueConfig)
+    engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
+    execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
+    risk: RiskConfig = dataclasses.field(default_factory=RiskConfig)
+    telegram: TelegramConfig = dataclasses.field(default_factory=TelegramConfig)
 
 
 def _require(ok: bool, msg: str) -> None:
@@ -118,6 +191,19 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str) -> Any:
 
 
 def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        item = typing.get_args(kind)[0]
+        items = str(value).split(",") if isinstance(value, _EnvValue) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return tuple(_coerce(_EnvValue(getattr(value, "env_name", key), str(v).strip()) if isinstance(value, _EnvValue)
+                             else v, item, key, where) for v in items if str(v).strip() != "")
+    if kind is Decimal:
+        try:
+            return Decimal(str(value))
+        except ArithmeticError:
+            raise ConfigError(f"{where}: {key} must be a decimal number, got {value!r}") from None
     if isinstance(value, _EnvValue):
         return _from_env(value, kind, key)
     base = _base(kind)

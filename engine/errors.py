@@ -38,7 +38,13 @@ class VenueClientError(VenueError):
 
 
 class VenueServerError(VenueError):
-    """A 5xx answer or an unknown outcome: the request may or may not have been executed."""
+    """A 5xx answer or an unknown outcome: the request may or may not have been executed.
+
+    ``sent`` is False only when we know no byte of the request left us (so it is safe to send it elsewhere)."""
+
+    def __init__(self, code: int, msg: str, status: int = 0, sent: bool = True) -> None:
+        super().__init__(code, msg, status)
+        self.sent = sent
 
 
 class DataError(TapeshotError):

@@ -56,7 +56,7 @@ class WsApi:
             try:
                 self._ws = await self.session.ws_connect(self.url, heartbeat=30, max_msg_size=0)
             except (aiohttp.ClientError, OSError) as exc:
-                raise VenueServerError(codes.DISCONNECTED, f"WebSocket API: {type(exc).__name__}") from None
+                raise VenueServerError(codes.DISCONNECTED, f"WebSocket API: {type(exc).__name__}", sent=False) from None
             self._reader = asyncio.create_task(self._read(self._ws))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -1,0 +1,239 @@
+"""The order manager: every order's life from submit to its last fill, journaled, deduplicated, reconciled.
+
+- ``submit``: NEW -> journaled -> SUBMITTED -> sent through the gateway. The answer moves it on; an error with a
+  Binance code rejects it; an unknown outcome (timeout, dropped connection) makes it UNKNOWN and a query resolves
+  it (an order the venue never saw becomes REJECTED "lost", one it has takes the venue's state).
+- Fills come from the user data stream (with trade ids, so each counts once) or, when a stream event was missed,
+  from ``/fapi/v1/userTrades`` during resolution and reconciliation. Positions follow the fills.
+- Answers that say FILLED/PARTIALLY_FILLED do not move the state: the fills themselves do, so ``filled`` and the
+  state never disagree. The venue's own executed quantity is kept as ``venue_filled`` to know when all fills of an
+  order are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from engine.errors import StateError, VenueClientError, VenueError, VenueServerError
+from engine.model import Instrument
+from engine.oms.journal import Journal
+from engine.oms.orders import VENUE_STATUS, Fill, Order, OState, Trigger
+from engine.oms.positions import Book
+from engine.venues.binance import codes
+from engine.venues.binance.gateway import OrderGateway
+
+log = logging.getLogger(__name__)
+
+OnOrder = Callable[[Order, Fill | None], None]
+
+
+class OrderManager:
+    def __init__(self, gateway: OrderGateway, journal: Journal, instruments: dict[str, Instrument],
+                 on_order: OnOrder | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+        self.gateway = gateway
+        self.journal = journal
+        self.instruments = instruments
+        self.on_order = on_order or (lambda o, f: None)
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.orders: dict[str, Order] = {}
+        self.venue_filled: dict[str, Decimal] = {}
+        self.positions = Book()
+        self.unknown_events = 0
+        self.stale_events = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- sending ------------------------------------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        return sum(1 for o in self.orders.values() if o.state.open)
+
+    def params(self, o: Order) -> dict[str, Any]:
+        inst = self.instruments[o.symbol]
+        p: dict[str, Any] = {"symbol": o.symbol, "side": o.side, "type": o.type, "newClientOrderId": o.client_order_id}
+        if not o.close_position:
+            p["quantity"] = _fmt(o.qty, inst.step_size)
+        if o.price is not None:
+            p["price"] = _fmt(o.price, inst.tick_size)
+        if o.tif is not None and o.type == "LIMIT":
+            p["timeInForce"] = o.tif
+        if o.stop_price is not None:
+            p["stopPrice"] = _fmt(o.stop_price, inst.tick_size)
+        if o.reduce_only and not o.close_position:
+            p["reduceOnly"] = "true"
+        if o.close_position:
+            p["closePosition"] = "true"
+        return p
+
+    async def submit(self, o: Order) -> Order:
+        """Send a NEW order; returns when the venue answered (or the outcome became unknown)."""
+        if o.client_order_id in self.orders:
+            raise StateError(f"order {o.client_order_id} already exists")
+        now = self.clock_ms()
+        o.created_ms = o.updated_ms = now
+        self.orders[o.client_order_id] = o
+        self.journal.order(o)
+        self._transition(o, Trigger.SUBMIT, "submit")
+        try:
+            answer = await self.gateway.place(self.params(o))
+        except VenueClientError as exc:
+            self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
+        except VenueServerError as exc:
+            if not exc.sent:
+                self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.msg}, reason=exc.msg)
+            else:
+                self._transition(o, Trigger.TIMEOUT, "outcome unknown", {"msg": exc.msg})
+                self._spawn(self.resolve(o))
+        else:
+            self.apply_answer(o, answer)
+        return o
+
+    async def cancel(self, client_order_id: str) -> None:
+        o = self.orders.get(client_order_id)
+        if o is None or o.state.final:
+            return
+        try:
+            answer = await self.gateway.cancel(o.symbol, client_order_id)
+        except VenueClientError as exc:
+            if exc.code in (codes.CANCEL_REJECTED, codes.NO_SUCH_ORDER):
+                await self.resolve(o)                  # already final at the venue (filled or expired): find out
+            else:
+                log.warning("cancel %s refused: %s", client_order_id, exc)
+        except VenueServerError:
+            self._spawn(self.resolve(o))
+        else:
+            self.apply_answer(o, answer)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- answers and events -------------------------------------------------------------------------------
+
+    def apply_answer(self, o: Order, answer: dict) -> None:
+        """An order response (place, cancel or query): venue id, executed quantity, final states."""
+        if answer.get("orderId") is not None:
+            o.venue_order_id = int(answer["orderId"])
+        executed = answer.get("executedQty")
+        if executed is not None:
+            self.venue_filled[o.client_order_id] = Decimal(executed)
+        status = answer.get("status", "")
+        trigger = VENUE_STATUS.get(status)
+        if trigger in (Trigger.ACK, Trigger.CANCEL, Trigger.EXPIRE, Trigger.REJECT):
+            self._transition(o, trigger, status.lower())
+        elif trigger in (Trigger.FILL, Trigger.FILL_ALL) and o.state in (OState.SUBMITTED, OState.UNKNOWN):
+            self._transition(o, Trigger.ACK, "ack (fills follow)")
+        if self.needs_trades(o):
+            self._spawn(self.fetch_fills(o, delay_s=1.0))
+
+    def needs_trades(self, o: Order) -> bool:
+        return self.venue_filled.get(o.client_order_id, Decimal(0)) > o.filled
+
+    def on_user_event(self, ev: dict) -> None:
+        """One user-data-stream event (``ORDER_TRADE_UPDATE``; others are ignored here)."""
+        if ev.get("e") != "ORDER_TRADE_UPDATE":
+            return
+        x = ev["o"]
+        o = self.orders.get(x.get("c", ""))
+        if o is None:
+            self.unknown_events += 1
+            return
+        if x.get("i") is not None:
+            o.venue_order_id = int(x["i"])
+        self.venue_filled[o.client_order_id] = max(self.venue_filled.get(o.client_order_id, Decimal(0)),
+                                                   Decimal(x.get("z", "0")))
+        kind = x.get("x")
+        if kind == "TRADE":
+            self.add_fill(o, Fill(int(x["t"]), o.client_order_id, o.symbol, o.side, Decimal(x["L"]), Decimal(x["l"]),
+                                  Decimal(x.get("n") or "0"), bool(x.get("m")), int(x.get("T") or ev.get("T") or 0)))
+        elif kind == "NEW":
+            self._transition(o, Trigger.ACK, "ack")
+        elif kind in ("CANCELED", "EXPIRED"):
+            self._transition(o, Trigger.CANCEL if kind == "CANCELED" else Trigger.EXPIRE, kind.lower())
+
+    def add_fill(self, o: Order, fill: Fill) -> None:
+        try:
+            fresh = o.add_fill(fill)
+        except StateError as exc:
+            log.error("fill refused: %s", exc)
+            return
+        if not fresh:
+            self.stale_events += 1
+            return
+        self.positions.apply(o.symbol, o.side, fill.price, fill.qty, fill.fee)
+        self.journal.fill(fill)
+        self.journal.order(o)
+        self.journal.order_event(o.client_order_id, fill.time_ms, "fill", o.state.value,
+                                 {"trade_id": fill.trade_id, "qty": fill.qty, "price": fill.price})
+        self.on_order(o, fill)
+
+    def _transition(self, o: Order, trigger: Trigger, event: str, detail: dict | None = None,
+                    reason: str = "") -> None:
+        try:
+            moved = o.apply(trigger, self.clock_ms(), reason)
+        except StateError as exc:
+            log.error("%s", exc)
+            return
+        if not moved:
+            self.stale_events += 1
+            return
+        self.journal.order(o)
+        self.journal.order_event(o.client_order_id, o.updated_ms, event, o.state.value, detail)
+        self.on_order(o, None)
+
+    # ---- resolution ---------------------------------------------------------------------------------------
+
+    async def resolve(self, o: Order, attempts: int = 5) -> None:
+        """Ask the venue what became of an order whose answer we lost; fetch any fills we did not hear of."""
+        delay = 0.2
+        for _ in range(attempts):
+            try:
+                answer = await self.gateway.query(o.symbol, o.client_order_id)
+            except VenueClientError as exc:
+                if exc.code == codes.NO_SUCH_ORDER:
+                    self._transition(o, Trigger.REJECT, "lost", {"msg": "the venue never received it"},
+                                     reason="lost before reaching the venue")
+                    return
+                log.warning("query %s: %s", o.client_order_id, exc)
+            except VenueServerError as exc:
+                log.warning("query %s: %s", o.client_order_id, exc)
+            else:
+                self.apply_answer(o, answer)
+                if self.needs_trades(o):
+                    await self.fetch_fills(o)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def fetch_fills(self, o: Order, delay_s: float = 0.0) -> None:
+        """Fills of ``o`` from /fapi/v1/userTrades that the stream has not delivered (after ``delay_s``)."""
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        if not self.needs_trades(o) or o.venue_order_id is None:
+            return
+        try:
+            trades = await self.gateway.rest.user_trades(o.symbol, start_ms=max(0, o.created_ms - 60_000))
+        except VenueError as exc:
+            log.warning("userTrades %s: %s", o.symbol, exc)
+            return
+        for t in trades:
+            if int(t["orderId"]) == o.venue_order_id:
+                self.add_fill(o, Fill(int(t["id"]), o.client_order_id, o.symbol, o.side, Decimal(t["price"]),
+                                      Decimal(t["qty"]), Decimal(t["commission"]), bool(t["maker"]), int(t["time"])))
+
+    def load(self, orders: dict[str, Order], fills: list[Fill]) -> None:
+        """Resume from the journal: orders with their trade ids, positions rebuilt from the fills."""
+        self.orders.update(orders)
+        for f in fills:
+            self.positions.apply(f.symbol, f.side, f.price, f.qty, f.fee)
+
+
+def _fmt(value: Decimal, size: Decimal) -> str:
+    _, decimals = Instrument.grid(size)
+    return f"{value:.{decimals}f}"

@@ -1,0 +1,129 @@
+"""``tapeshot run``: the engine with its front ends (control socket, console, Telegram, metrics) until stopped.
+
+It stops on Ctrl-C / SIGTERM, on ``quit`` at the console, when ``--demo`` has finished, or when the embedded sim
+venue's tape ends; it then cancels what is working, prints the positions and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from decimal import Decimal
+
+from engine.commands import Progress
+from engine.config import Config
+from engine.console import Console
+from engine.control import ControlServer
+from engine.errors import TapeshotError
+from engine.node import Node
+
+log = logging.getLogger(__name__)
+
+
+def _printer(p: Progress) -> None:
+    label = p.intent_id or p.kind
+    print(f"[{label}] {p.kind}: {p.text}", flush=True)
+
+
+async def run_engine(cfg: Config, demo: bool = False) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node = Node(cfg)
+    try:
+        await node.start()
+    except (TapeshotError, OSError) as exc:
+        print(f"tapeshot: cannot start: {exc}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            await node.stop()
+        return 2
+    _, sock = node.paths()
+    control = ControlServer(node, sock)
+    await control.start()
+    venue = "embedded sim venue" if node.venue else node.rest.base_url
+    print(f"tapeshot running on {venue}: {', '.join(node.instruments)}; control socket {sock}", flush=True)
+    for line in node.reconciliation:
+        print(f"reconcile: {line}", flush=True)
+    extras = await _front_ends(node, cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.create_task(stop.wait())]
+    console = None
+    if cfg.engine.console == "on" or (cfg.engine.console == "auto" and sys.stdin.isatty() and not demo):
+        console = Console(node)
+        waits.append(asyncio.create_task(console.run()))
+    else:
+        node.subscribe(_printer)
+    if demo:
+        waits.append(asyncio.create_task(_demo(node)))
+    if node.venue is not None:
+        waits.append(asyncio.create_task(node.venue.finished.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if node.venue is not None and node.venue.finished.is_set():
+        print("the recorded tape has ended", flush=True)
+    for t in waits:
+        t.cancel()
+    print(await node.status(), flush=True)
+    for stopper in extras:
+        with contextlib.suppress(Exception):
+            await stopper()
+    await control.stop()
+    await node.stop()
+    return 0
+
+
+async def _front_ends(node: Node, cfg: Config) -> list:
+    stoppers = []
+    if cfg.engine.metrics_port:
+        from engine.metrics import serve_metrics
+
+        stoppers.append(await serve_metrics(node, cfg.engine.metrics_port))
+    token = os.environ.get("TAPESHOT_TELEGRAM_TOKEN")
+    if token:
+        try:
+            from engine.keys import Secret
+            from engine.telegram import start_bot
+        except ImportError:
+            log.warning("TAPESHOT_TELEGRAM_TOKEN is set but the Telegram front end is not available")
+        else:
+            if not cfg.telegram.allowed_user_ids:
+                log.warning("Telegram: no allowed_user_ids configured: the bot would refuse everyone; not started")
+            else:
+                handle = await start_bot(node, Secret(token), set(cfg.telegram.allowed_user_ids),
+                                         cfg.telegram.base_url or None, set(cfg.telegram.allowed_chat_ids) or None)
+                stoppers.append(handle.stop)
+    return stoppers
+
+
+async def _demo(node: Node) -> None:
+    """A short scripted session on the tape: entry with TP/SL, exit, a ladder, flat; each report printed."""
+    done: dict[str, asyncio.Event] = {}
+    node.subscribe(lambda p: done.setdefault(p.intent_id, asyncio.Event()).set() if p.kind == "done" else None)
+
+    async def go(text: str) -> None:
+        print(f"> {text}", flush=True)
+        try:
+            sub = await node.submit(text, source="demo", user="demo")
+        except TapeshotError as exc:
+            print(f"  refused: {exc}", flush=True)
+            return
+        if sub.intent_id:
+            await done.setdefault(sub.intent_id, asyncio.Event()).wait()
+
+    await asyncio.sleep(1.0)
+    sym = next(iter(node.instruments))
+    inst = node.instruments[sym]
+    base = sym.removesuffix("USDT").lower()
+    mid = Decimal(repr(node.feed[sym].book.mid)) * inst.tick_size
+    size = (Decimal(2000) / mid).quantize(inst.step_size)
+    await go(f"long {base} {size} 20s max 8bps -- demo: bids absorbing")
+    await go(f"tp {base} {(mid * Decimal('1.004') / inst.tick_size).quantize(Decimal(1)) * inst.tick_size}")
+    await go(f"sl {base} {(mid * Decimal('0.996') / inst.tick_size).quantize(Decimal(1)) * inst.tick_size}")
+    await go(f"flat {base} 10s")
+    await go(f"short {base} {size * 2} 25s ladder max 6bps -- demo: offers stacking")
+    await go(f"flat {base} 10s")
