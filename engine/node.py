@@ -128,9 +128,9 @@ class Node:
             return rest, ws, api, Credentials.from_env()
         from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
         creds = Credentials(DEFAULT_API_KEY, Secret(DEFAULT_API_SECRET))
-        if v.rest_url:                                   # an external sim venue (tapeshot sim)
+        if v.rest_url:                                   # an external sim venue (tapeshot sim): its tape's time
             ws = v.ws_url or v.rest_url.replace("http", "ws", 1)
-            self.clock = lambda: time.time_ns() + self.rest.time_offset_ms * MS
+            self.clock = lambda: self.feed.market_now(time.monotonic_ns())
             return v.rest_url, ws, v.ws_api_url or f"{ws}/ws-fapi/v1", creds
         from engine.feed.recording import sample_path
         from engine.venues.sim import SimExchange

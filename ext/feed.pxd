@@ -74,6 +74,7 @@ cdef class Feed:
     cdef readonly int last_kind
     cdef readonly int64_t n_messages, n_errors, n_unknown_symbol, n_other
     cdef readonly int64_t exchange_ns        # newest exchange time seen on any stream
+    cdef readonly int64_t exchange_seen_ns   # CLOCK_MONOTONIC when exchange_ns last advanced
     cdef readonly str last_error
 
     cpdef int on_message(self, bytes data) except -100

@@ -370,6 +370,7 @@ cdef class Feed:
     cpdef int on_message(self, bytes data) except -100:
         cdef int r = scan(data, len(data), &self.msg)
         cdef SymbolFeed sf
+        cdef timespec ts
         self.n_messages += 1
         if r < 0:
             self.n_errors += 1
@@ -380,6 +381,8 @@ cdef class Feed:
             return 0
         if self.msg.seen & F_E and self.exchange_ns < self.msg.E * MS:
             self.exchange_ns = self.msg.E * MS
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            self.exchange_seen_ns = ts.tv_sec * 1000000000 + ts.tv_nsec
         sf = self.route(&self.msg)
         if sf is None:
             self.n_unknown_symbol += 1
@@ -466,6 +469,10 @@ cdef class Feed:
     def finish(self) -> None:
         for sf in self.symbols:
             sf.finish()
+
+    def market_now(self, int64_t mono_ns) -> int:
+        """The market's clock: the newest exchange time seen plus the monotonic time elapsed since (ns)."""
+        return self.exchange_ns + (mono_ns - self.exchange_seen_ns) if self.exchange_ns else 0
 
     def set_max_pending(self, int64_t n) -> None:
         """Cap on diffs buffered per symbol while waiting for a snapshot (the oldest are dropped beyond it)."""

@@ -1,0 +1,111 @@
+"""The engine node on the embedded sim venue: intents through the control socket, journal, venue and risk agree."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import Decimal
+
+import pytest
+
+from engine.config import Config, EngineConfig, ExecutionConfig, VenueConfig
+from engine.control import ControlClient, ControlServer
+from engine.errors import RiskRefused, TapeshotError
+from engine.loop import run
+from engine.node import Node
+from engine.oms.journal import Journal
+
+
+@contextlib.asynccontextmanager
+async def engine(tmp_path, speed: float = 8.0, **exec_kw):
+    cfg = Config(venue=VenueConfig(speed=speed), engine=EngineConfig(home=str(tmp_path)),
+                 execution=ExecutionConfig(**exec_kw))
+    node = Node(cfg)
+    await node.start()
+    _, sock = node.paths()
+    control = ControlServer(node, sock)
+    await control.start()
+    try:
+        yield node, ControlClient(sock)
+    finally:
+        await control.stop()
+        await node.stop()
+
+
+async def intent(client: ControlClient, text: str) -> list[dict]:
+    return [line async for line in client.intent(text)]
+
+
+def test_intents_through_the_control_socket_and_everything_agrees(tmp_path):
+    async def main():
+        async with engine(tmp_path) as (node, client):
+            lines = await intent(client, "long btc 0.3 15s max 8bps -- bid absorbing at the round number")
+            kinds = [ln["kind"] for ln in lines]
+            assert kinds[0] == "submitted" and kinds[1] == "accepted" and kinds[-1] == "done"
+            report = lines[-1]["data"]
+            assert report["filled"] == "0.300" and report["complete"] and report["shortfall_bps"] is not None
+            iid = lines[0]["intent_id"]
+            lines = await intent(client, "flat btc 10s")
+            assert lines[-1]["data"]["filled"] == "0.300" and lines[-1]["data"]["side"] == "SELL"
+            status = await client.call("GET", "/status")
+            assert "pos 0.000" in status
+            await client.call("POST", "/rationale", {"intent_id": iid, "text": "tape was one-sided"})
+            venue_pos = await node.rest.position_risk("BTCUSDT")
+            venue_fills = await node.rest.user_trades("BTCUSDT")
+        j = Journal(tmp_path / "journal.sqlite")
+        st = j.load()
+        assert Decimal(venue_pos[0]["positionAmt"]) == st.positions.get("BTCUSDT").qty == 0
+        assert sorted(f.trade_id for f in st.fills) == sorted(int(f["id"]) for f in venue_fills)
+        assert st.intents[iid]["state"] == "done" and st.intents[iid]["data"]["rationale"]
+        kinds = [r["kind"] for r in j.query("SELECT kind FROM decisions WHERE intent_id=? ORDER BY seq", (iid,))]
+        assert kinds[0] == "arrival" and "done" in kinds and "rationale" in kinds
+        fees = sum((f.fee for f in st.fills), Decimal(0))
+        assert fees == sum(Decimal(f["commission"]) for f in venue_fills)
+
+    run(main())
+
+
+def test_bad_intents_and_the_kill_switch(tmp_path):
+    async def main():
+        async with engine(tmp_path) as (node, client):
+            assert "refused" not in str(await client.call("POST", "/preview", {"text": "long btc 0.5 20s"}))
+            lines = await intent(client, "lng btc 1")
+            assert "unknown action" in lines[0]["error"]
+            lines = await intent(client, "long doge 100")
+            assert "not traded here" in lines[0]["error"]
+            lines = await intent(client, "long btc 900 20s")          # far over the per-order notional limit
+            assert lines[-1]["kind"] == "done"
+            assert node.risk.refused.get("order_notional", 0) >= 1 and lines[-1]["data"]["filled"] == "0.000"
+            assert "halted" in (await client.call("POST", "/kill", {"reason": "test"})).lower()
+            with pytest.raises(RiskRefused):
+                await node.submit("long btc 0.1 10s", source="test", user="t")
+            await client.call("POST", "/resume")
+            lines = await intent(client, "long btc 0.1 10s")
+            assert lines[-1]["data"]["filled"] == "0.100"
+
+    run(main())
+
+
+def test_tp_and_sl_are_exchange_side_close_position_orders(tmp_path):
+    async def main():
+        async with engine(tmp_path) as (node, client):
+            await intent(client, "long btc 0.2 10s max 8bps")
+            mid = Decimal(repr(node.feed["BTCUSDT"].book.mid)) / 10
+            tp, sl = (mid * Decimal("1.01")).quantize(Decimal("0.1")), (mid * Decimal("0.99")).quantize(Decimal("0.1"))
+            with pytest.raises(TapeshotError, match="wrong side"):
+                await node.submit(f"tp btc {sl}", source="t", user="t")
+            await node.submit(f"tp btc {tp}", source="t", user="t")
+            await node.submit(f"sl btc {sl}", source="t", user="t")
+            open_orders = await node.rest.open_orders("BTCUSDT")
+            by_type = {o["type"]: o for o in open_orders}
+            assert by_type["TAKE_PROFIT_MARKET"]["stopPrice"].startswith(str(tp))
+            assert by_type["STOP_MARKET"]["closePosition"] and by_type["STOP_MARKET"]["side"] == "SELL"
+            await node.submit(f"tp btc {(tp + 10)}", source="t", user="t")    # changed: replaced, not added
+            await asyncio.sleep(0.1)
+            tps = [o for o in await node.rest.open_orders("BTCUSDT") if o["type"] == "TAKE_PROFIT_MARKET"]
+            assert len(tps) == 1 and tps[0]["stopPrice"].startswith(str(tp + 10))
+            await intent(client, "flat btc 10s")
+            await asyncio.sleep(0.2)
+            assert await node.rest.open_orders("BTCUSDT") == []              # position closed: levels gone
+
+    run(main())
