@@ -249,6 +249,55 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passphrase(confirm: bool):
+    import getpass
+    import os
+
+    from engine.keys import Secret
+
+    phrase = os.environ.get("TAPESHOT_KEY_PASSPHRASE")
+    if phrase:
+        return Secret(phrase)
+    if not sys.stdin.isatty():
+        raise ConfigError("set TAPESHOT_KEY_PASSPHRASE (no terminal to ask for the passphrase)")
+    first = getpass.getpass("key file passphrase: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise ConfigError("the passphrases differ")
+    if len(first) < 8:
+        raise ConfigError("use a passphrase of at least 8 characters")
+    return Secret(first)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    import getpass
+    from pathlib import Path
+
+    from engine import config as cfgmod
+    from engine.keys import KeyStore, Secret, mask
+
+    cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
+    store = KeyStore(Path(args.file or Path(args.home or cfg.engine.home) / "keys.enc"))
+    if args.action == "list":
+        for name, p in store.load(_passphrase(False)).items():
+            print(f"{name}: {mask(p['api_key'])} ({p.get('kind', 'hmac')})")
+        return 0
+    if not args.name:
+        raise ConfigError(f"keys {args.action} needs a profile name")
+    if args.action == "remove":
+        print("removed" if store.remove(args.name, _passphrase(False)) else f"no profile {args.name}")
+        return 0
+    if not args.api_key:
+        raise ConfigError("keys add needs --api-key (the secret is read from the terminal or stdin, never argv)")
+    if args.ed25519:
+        secret = Secret(Path(args.ed25519).expanduser().read_bytes())
+    else:
+        text = getpass.getpass("API secret: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+        secret = Secret(text)
+    store.add(args.name, args.api_key, secret, _passphrase(not store.path.exists()), ed25519=bool(args.ed25519))
+    print(f"stored {args.name} ({mask(args.api_key)}) in {store.path}")
+    return 0
+
+
 def _sample():
     from engine.feed.recording import sample_path
 
@@ -324,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--limit", type=int, default=20)
     jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
     jr.set_defaults(func=_cmd_journal)
+    ky = sub.add_parser("keys", parents=[common], help="API keys in the encrypted key file (add / list / remove)")
+    ky.add_argument("action", choices=("add", "list", "remove"))
+    ky.add_argument("name", nargs="?", help="profile name (e.g. main, testnet)")
+    ky.add_argument("--api-key", help="the API key (public part)")
+    ky.add_argument("--ed25519", metavar="PEM", help="an Ed25519 private key file instead of an HMAC secret")
+    ky.add_argument("--file", help="key file (default ~/.tapeshot/keys.enc)")
+    ky.set_defaults(func=_cmd_keys)
     return p
 
 

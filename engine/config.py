@@ -63,6 +63,7 @@ class VenueConfig:
     speed: float = 1.0
     symbols: tuple[str, ...] = ()
     use_ws_api: bool = True
+    key_profile: str = "main"          # profile in the encrypted key file when the environment has no key
     recv_window_ms: int = 5000
     countdown_cancel_ms: int = 60000   # dead man's switch: the venue cancels our orders if we go quiet (0: off)
 

@@ -1,15 +1,22 @@
 """API credentials: where they come from and how they are kept out of logs, journals, metrics and errors.
 
 A ``Secret`` never shows its value in ``repr``/``str``/f-strings; only ``reveal()`` gives the bytes, and only the
-signing code calls it. Credentials load from the environment (``TAPESHOT_API_KEY`` / ``TAPESHOT_API_SECRET``) or
-are given explicitly (the sim's account).
+signing code calls it. Credentials come from the environment (``TAPESHOT_API_KEY`` with ``TAPESHOT_API_SECRET``
+for an HMAC key, or ``TAPESHOT_API_ED25519_PEM`` naming an Ed25519 private key file), from the encrypted key file
+(``KeyStore``: scrypt-derived key, Fernet encryption, mode 0600, managed by ``tapeshot keys``), or are given
+explicitly (the sim's account). Binance accepts HMAC-SHA256 (hex) and Ed25519 (base64) signatures.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.errors import ConfigError
 
@@ -47,23 +54,113 @@ class Secret:
 
 @dataclass(frozen=True)
 class Credentials:
-    """An API key (public identifier, still kept out of metric labels) and its HMAC secret."""
+    """An API key (public identifier, still kept out of metric labels) and its secret: an HMAC secret, or an
+    Ed25519 private key in PEM (``ed25519=True``)."""
 
     api_key: str
     secret: Secret
+    ed25519: bool = False
 
     def __repr__(self) -> str:
-        return f"Credentials(api_key={mask(self.api_key)}, secret=****)"
+        return f"Credentials(api_key={mask(self.api_key)}, secret=****, {'ed25519' if self.ed25519 else 'hmac'})"
 
     __str__ = __repr__
+
+    def sign(self, payload: str) -> str:
+        """The signature Binance expects for ``payload``: hex HMAC-SHA256, or base64 Ed25519."""
+        if not self.ed25519:
+            return hmac.new(self.secret.reveal(), payload.encode(), hashlib.sha256).hexdigest()
+        return base64.b64encode(_ed25519_key(self.secret).sign(payload.encode())).decode()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
         env = os.environ if env is None else env
-        key, secret = env.get("TAPESHOT_API_KEY", ""), env.get("TAPESHOT_API_SECRET", "")
+        key = env.get("TAPESHOT_API_KEY", "")
+        pem_path = env.get("TAPESHOT_API_ED25519_PEM", "")
+        if key and pem_path:
+            try:
+                pem = Path(pem_path).expanduser().read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the Ed25519 key file: {exc.strerror}") from None
+            creds = cls(key, Secret(pem), ed25519=True)
+            _ed25519_key(creds.secret)
+            return creds
+        secret = env.get("TAPESHOT_API_SECRET", "")
         if not key or not secret:
-            raise ConfigError("TAPESHOT_API_KEY and TAPESHOT_API_SECRET must both be set")
+            raise ConfigError("set TAPESHOT_API_KEY with TAPESHOT_API_SECRET (HMAC) or TAPESHOT_API_ED25519_PEM, "
+                              "or store keys with 'tapeshot keys add'")
         return cls(key, Secret(secret))
+
+
+def _ed25519_key(secret: Secret):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(secret.reveal(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError("the Ed25519 key is not a readable unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError("the key file holds a private key that is not Ed25519")
+    return key
+
+
+class KeyStore:
+    """API keys encrypted at rest: JSON profiles, Fernet-encrypted with a key derived from a passphrase by
+    scrypt (n=2**15, r=8, p=1, random salt). The file is written atomically with mode 0600."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+
+    def _fernet(self, passphrase: Secret, salt: bytes):
+        from cryptography.fernet import Fernet
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+        key = Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.reveal())
+        return Fernet(base64.urlsafe_b64encode(key))
+
+    def load(self, passphrase: Secret) -> dict[str, dict[str, str]]:
+        from cryptography.fernet import InvalidToken
+
+        if not self.path.exists():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text())
+            plain = self._fernet(passphrase, base64.b64decode(doc["salt"])).decrypt(doc["token"].encode())
+        except InvalidToken:
+            raise ConfigError(f"wrong passphrase for {self.path}") from None
+        except (ValueError, KeyError):
+            raise ConfigError(f"{self.path} is not a Tapeshot key file") from None
+        return json.loads(plain)["profiles"]
+
+    def save(self, profiles: dict[str, dict[str, str]], passphrase: Secret) -> None:
+        salt = os.urandom(16)
+        token = self._fernet(passphrase, salt).encrypt(json.dumps({"profiles": profiles}).encode())
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"v": 1, "kdf": "scrypt", "salt": base64.b64encode(salt).decode(), "token": token.decode()}, f)
+        os.replace(tmp, self.path)
+
+    def credentials(self, profile: str, passphrase: Secret) -> Credentials:
+        p = self.load(passphrase).get(profile)
+        if p is None:
+            raise ConfigError(f"no key profile {profile!r} in {self.path}")
+        return Credentials(p["api_key"], Secret(p["secret"]), p.get("kind") == "ed25519")
+
+    def add(self, profile: str, api_key: str, secret: Secret, passphrase: Secret, ed25519: bool = False) -> None:
+        profiles = self.load(passphrase)
+        profiles[profile] = {"api_key": api_key, "secret": secret.reveal().decode(),
+                             "kind": "ed25519" if ed25519 else "hmac"}
+        self.save(profiles, passphrase)
+
+    def remove(self, profile: str, passphrase: Secret) -> bool:
+        profiles = self.load(passphrase)
+        if profiles.pop(profile, None) is None:
+            return False
+        self.save(profiles, passphrase)
+        return True
 
 
 def mask(api_key: str) -> str:

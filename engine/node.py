@@ -125,7 +125,7 @@ class Node:
             ws = v.ws_url or (TESTNET_WS if v.testnet else MAINNET_WS)
             api = v.ws_api_url or (TESTNET_WS_API if v.testnet else MAINNET_WS_API)
             self.clock = lambda: time.time_ns() + self.rest.time_offset_ms * MS
-            return rest, ws, api, Credentials.from_env()
+            return rest, ws, api, self._credentials()
         from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
         creds = Credentials(DEFAULT_API_KEY, Secret(DEFAULT_API_SECRET))
         if v.rest_url:                                   # an external sim venue (tapeshot sim): its tape's time
@@ -139,6 +139,21 @@ class Node:
         await self.venue.start()
         self.clock = self.venue.exchange_now                   # the replay's exchange time
         return self.venue.rest_url, self.venue.ws_url, self.venue.ws_api_url, creds
+
+    def _credentials(self) -> Credentials:
+        """The environment's key if it has one, else the profile from the encrypted key file."""
+        import os
+
+        from engine.keys import KeyStore
+
+        if os.environ.get("TAPESHOT_API_KEY"):
+            return Credentials.from_env()
+        store = KeyStore(Path(self.cfg.engine.home).expanduser() / "keys.enc")
+        phrase = os.environ.get("TAPESHOT_KEY_PASSPHRASE")
+        if not store.path.exists() or not phrase:
+            raise ConfigError("no API key: set TAPESHOT_API_KEY/SECRET, or store one with 'tapeshot keys add' and "
+                              "set TAPESHOT_KEY_PASSPHRASE")
+        return store.credentials(self.cfg.venue.key_profile, Secret(phrase))
 
     def _pick_instruments(self, available: dict[str, Instrument]) -> dict[str, Instrument]:
         wanted = list(self.cfg.venue.symbols) or (list(self.venue.ex.instruments) if self.venue else ["BTCUSDT"])

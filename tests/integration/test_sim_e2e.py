@@ -136,3 +136,31 @@ def test_authentication_failures():
             assert exc.value.code == codes.INVALID_TIMESTAMP
 
     run(main())
+
+
+def test_ed25519_keys_over_rest_and_the_websocket_api():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from engine.venues.binance.wsapi import WsApi
+
+    priv = Ed25519PrivateKey.generate()
+    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = priv.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    async def main():
+        async with stack(speed=5, ed25519_public_pem=pub) as st:
+            creds = Credentials("tapeshot-sim-ed25519", Secret(pem), ed25519=True)
+            rest = BinanceRest(st.venue.rest_url, st.session, creds)
+            await rest.sync_time()
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced, 20)
+            assert (await rest.balance())[0]["asset"] == "USDT"
+            ws = WsApi(st.venue.ws_api_url, st.session, creds, rest.now_ms)
+            placed = await ws.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+            assert placed["status"] == "FILLED"
+            assert (await rest.query_order("BTCUSDT", order_id=placed["orderId"]))["status"] == "FILLED"
+            await ws.close()
+
+    run(main())

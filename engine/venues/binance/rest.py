@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -18,7 +19,7 @@ from engine.errors import VenueClientError, VenueServerError
 from engine.keys import Credentials
 from engine.venues.binance import codes
 from engine.venues.binance.limiter import RateLimiter
-from engine.venues.binance.signing import query_string, sign
+from engine.venues.binance.signing import query_string
 
 MAINNET_REST = "https://fapi.binance.com"
 TESTNET_REST = "https://testnet.binancefuture.com"
@@ -69,7 +70,7 @@ class BinanceRest:
         if signed:
             items += [("recvWindow", self.recv_window_ms), ("timestamp", self.now_ms())]
             qs = query_string(items)
-            qs += "&signature=" + sign(self.creds.secret, qs)
+            qs += "&signature=" + quote(self.creds.sign(qs), safe="")
         else:
             qs = query_string(items)
         url = f"{self.base_url}{path}" + (f"?{qs}" if qs else "")

@@ -20,7 +20,7 @@ from engine.errors import VenueClientError, VenueServerError
 from engine.keys import Credentials
 from engine.venues.binance import codes
 from engine.venues.binance.limiter import RateLimiter
-from engine.venues.binance.signing import sign, ws_payload
+from engine.venues.binance.signing import ws_payload
 
 MAINNET_WS_API = "wss://ws-fapi.binance.com/ws-fapi/v1"
 TESTNET_WS_API = "wss://testnet.binancefuture.com/ws-fapi/v1"
@@ -100,7 +100,7 @@ class WsApi:
         p["apiKey"] = self.creds.api_key
         p["recvWindow"] = self.recv_window_ms
         p["timestamp"] = self.now_ms()
-        p["signature"] = sign(self.creds.secret, ws_payload(p))
+        p["signature"] = self.creds.sign(ws_payload(p))
         return p
 
     async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> asyncio.Future:

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from engine.keys import Secret
 from engine.venues.binance import codes
@@ -36,7 +38,7 @@ def strip_signature(raw: str) -> tuple[str, str | None]:
     kept = []
     for p in parts:
         if p.startswith("signature="):
-            sig = p[len("signature="):]
+            sig = unquote(p[len("signature="):])
         else:
             kept.append(p)
     return "&".join(kept), sig
@@ -44,9 +46,24 @@ def strip_signature(raw: str) -> tuple[str, str | None]:
 
 @dataclass
 class ApiAccount:
+    """A key the venue accepts: an HMAC secret, or (``ed25519_public``) an Ed25519 public key in PEM."""
+
     api_key: str
-    secret: Secret
+    secret: Secret | None
     account: str
+    ed25519_public: bytes | None = None
+
+    def verify(self, payload: str, signature: str) -> bool:
+        if self.ed25519_public is None:
+            return self.secret is not None and verify(self.secret, payload, signature)
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(self.ed25519_public).verify(base64.b64decode(signature), payload.encode())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
 
 
 def check_timestamp(params: dict[str, str], now_ms: int) -> None:
@@ -73,7 +90,7 @@ def check_signature(acct: ApiAccount, payload: str, signature: str | None) -> No
     if not signature:
         raise SimHttpError(400, codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
                            codes.MESSAGES[codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED].format(param="signature"))
-    if not verify(acct.secret, payload, signature):
+    if not acct.verify(payload, signature):
         raise SimHttpError(400, codes.INVALID_SIGNATURE, codes.MESSAGES[codes.INVALID_SIGNATURE])
 
 

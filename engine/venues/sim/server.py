@@ -80,6 +80,8 @@ class SimVenueConfig:
     leverage: int = 20
     limits: Limits = field(default_factory=Limits)
     loop_on_end: bool = False      # hold the last state when the tape ends (True: nothing more is published)
+    ed25519_api_key: str = "tapeshot-sim-ed25519"
+    ed25519_public_pem: bytes = b""  # also accept this Ed25519 key (same account) when set
 
 
 @dataclass
@@ -97,6 +99,9 @@ class SimVenue:
         self.cfg = cfg or SimVenueConfig()
         self.faults = Faults()
         self.accounts = {self.cfg.api_key: ApiAccount(self.cfg.api_key, Secret(self.cfg.api_secret), self.cfg.account)}
+        if self.cfg.ed25519_public_pem:
+            key = self.cfg.ed25519_api_key
+            self.accounts[key] = ApiAccount(key, None, self.cfg.account, self.cfg.ed25519_public_pem)
         self.ex.open_account(self.cfg.account, self.cfg.usdt, self.cfg.leverage)
         self.counters: dict[str, RateCounter] = {}
         self.subs: list[_Sub] = []
