@@ -51,6 +51,8 @@ cdef inline void _reset(Msg* m) noexcept nogil:
     m.maker = -1
     m.market = 1
     m.pu = -1
+    m.E = m.T = m.U = m.u = 0           # absent fields read as 0, never as a previous message's value
+    m.trade_id = m.first_id = m.last_id = 0
 
 
 cdef int grid_init(Grid* g, int64_t size_mant, int32_t size_dec) noexcept nogil:

@@ -159,8 +159,9 @@ def fmt_progress(p: Progress, fills: int = 0) -> str:
     return f"{icon} {p.kind}: {p.text}" if p.text else f"{icon} {p.kind}"
 
 
-def fmt_risk(p: Progress) -> str:
-    return f"⛔ {p.text or p.kind}"
+def fmt_notice(p: Progress) -> str:
+    """An engine-wide event (``intent_id`` ""): risk, kill switch, TP/SL, reconcile, errors."""
+    return f"{_ICONS.get(p.kind, '⛔')} {p.text or p.kind}"
 
 
 def fmt_kill_question(reason: str) -> str:
@@ -386,7 +387,7 @@ class Outbox:
 
     async def _progress(self, p: Progress) -> None:
         if p.kind == "risk" or not p.intent_id:
-            await self._broadcast(fmt_risk(p))
+            await self._broadcast(fmt_notice(p))
             return
         track = self._track(p.intent_id, self.front.chat_of(p.user))
         if track is None:
@@ -421,9 +422,11 @@ class Outbox:
         if track.status_id is None:
             msg = await self.send(track.chat_id, text, track.reply_to)
             track.status_id = msg.message_id if msg is not None else None
+            ok = msg is not None
         else:
-            await self.edit(track.chat_id, track.status_id, text)
-        track.shown = text
+            ok = await self.edit(track.chat_id, track.status_id, text) is not None
+        if ok:
+            track.shown = text
 
     async def _report(self, intent_id: str, track: Track, report: dict) -> None:
         track.report = dict(report)
@@ -432,7 +435,7 @@ class Outbox:
             msg = await self.send(track.chat_id, text, track.status_id or track.reply_to)
             if msg is not None:
                 track.report_id = msg.message_id
-                self.front.reports[(track.chat_id, msg.message_id)] = intent_id
+                self.front.remember_report(track.chat_id, msg.message_id, intent_id)
         else:
             await self.edit(track.chat_id, track.report_id, text)
 
@@ -472,8 +475,9 @@ class Outbox:
                     break
                 await asyncio.sleep(_retry_after_s(e))
             except BadRequest as e:
-                if "not modified" not in e.message:
-                    log.warning("telegram: %s to chat %s refused: %s", what, chat_id, e.message)
+                if "not modified" in e.message:
+                    return True                  # already showing this text: done
+                log.warning("telegram: %s to chat %s refused: %s", what, chat_id, e.message)
                 return None
             except TelegramError as e:
                 log.warning("telegram: %s to chat %s failed: %s", what, chat_id, type(e).__name__)
@@ -577,9 +581,18 @@ class TelegramFront:
             return None
         return await self.outbox.send(msg.chat_id, text, msg.message_id, markup)
 
+    def remember_report(self, chat_id: int, message_id: int, intent_id: str) -> None:
+        """A reply to this message is the rationale of ``intent_id``."""
+        self.reports[(chat_id, message_id)] = intent_id
+        while len(self.reports) > 2 * TRACKED_INTENTS:
+            del self.reports[next(iter(self.reports))]
+
     def chat_of(self, user: str) -> int | None:
+        """Where ``user``'s intent progress goes: their last chat, else (an allowed user's intent resumed after
+        a restart) their private chat."""
         with contextlib.suppress(ValueError):
-            return self.last_chat.get(int(user))
+            uid = int(user)
+            return self.last_chat.get(uid, uid if uid in self.auth.user_ids else None)
         return None
 
     def broadcast_chats(self) -> list[int]:
@@ -689,7 +702,7 @@ class TelegramFront:
             return
         msg = await self.answer(update, f"{fmt_report(report, intent_id)}\n{WHY_PROMPT}")
         if msg is not None:
-            self.reports[(msg.chat_id, msg.message_id)] = intent_id
+            self.remember_report(msg.chat_id, msg.message_id, intent_id)
 
     @authorised
     async def cmd_kill(self, update: Update, context: Ctx) -> None:
@@ -782,8 +795,9 @@ async def start_bot(commands: Commands, token: Secret, allowed_user_ids: set[int
     token_text = token.reveal().decode()
     _guard_logs(token_text, on=True)
     app = _build_app(token, base_url)
-    chats = frozenset(allowed_chat_ids) if allowed_chat_ids else None
-    front = TelegramFront(app, commands, Auth(frozenset(allowed_user_ids), chats), edit_interval, max_age_s)
+    chats = frozenset(int(c) for c in allowed_chat_ids) if allowed_chat_ids else None
+    users = frozenset(int(u) for u in allowed_user_ids)
+    front = TelegramFront(app, commands, Auth(users, chats), edit_interval, max_age_s)
     front.install()
     try:
         await app.initialize()

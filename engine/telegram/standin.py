@@ -9,7 +9,8 @@ Methods: getMe, getUpdates (offset confirmation, limit, long-polling ``timeout``
 superseded poll), deleteWebhook/setWebhook/getWebhookInfo, sendMessage, editMessageText, editMessageReplyMarkup,
 deleteMessage, answerCallbackQuery, sendChatAction, set/get/deleteMyCommands, logOut/close. Errors mirror
 Telegram's: ``chat not found``, ``message is not modified``, ``message to edit not found``, ``message is too
-long``, ``query is too old``, and 403 when the bot would start a private conversation.
+long``, ``query is too old``, 403 when the bot would start a private conversation, and (on demand,
+``flood_next``) 429 ``Too Many Requests`` with ``parameters.retry_after``.
 
 Tests inject what a person would do: ``send_text`` (a message from user X in chat Y, optionally replying to a
 message), ``press`` (an inline-keyboard button press), then read ``bot_messages`` and ``calls``. The same is
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 4096
 JSON_FIELDS = ("reply_markup", "reply_parameters", "allowed_updates", "commands", "scope", "entities",
                "link_preview_options")
+FLOOD_METHODS = ("sendmessage", "editmessagetext")
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -120,6 +122,8 @@ class StandIn:
         self._open_queries: dict[str, dict] = {}
         self._changed = asyncio.Event()
         self._poll_generation = 0
+        self.flood_next = 0              # answer this many of the next sends/edits 429 (flood control)
+        self.flood_retry_after = 1
         self._allowed_updates: set[str] = set()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -181,6 +185,10 @@ class StandIn:
         try:
             params = _decode(await self._params(request))
             self.calls.append((name, params))
+            if self.flood_next > 0 and name.lower() in FLOOD_METHODS:
+                self.flood_next -= 1
+                raise ApiError(429, f"Too Many Requests: retry after {self.flood_retry_after}",
+                               {"retry_after": self.flood_retry_after})
             result = await handler(params)
         except ApiError as e:
             return web.json_response(e.body(), status=e.code)

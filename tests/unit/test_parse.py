@@ -168,6 +168,15 @@ def test_malformed_input_is_refused_by_both(raw):
     assert fast is None and ref is None
 
 
+def test_absent_optional_fields_read_as_zero_not_as_the_previous_message():
+    from ext.feed import Feed  # noqa: F401 - the feed shares the scanner's record across messages
+
+    first = b'{"e":"depthUpdate","E":777,"T":888,"s":"BTCUSDT","U":5,"u":6,"pu":4,"b":[],"a":[]}'
+    second = b'{"e":"depthUpdate","s":"BTCUSDT","U":7,"u":8,"pu":6,"b":[],"a":[]}'
+    parse(first)
+    assert parse(second) == parse_message(second) and parse(second)["E"] == parse(second)["T"] == 0
+
+
 def test_partial_depth_stream_is_not_a_diff():
     raw = (b'{"stream":"btcusdt@depth20@100ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
            b'"U":1,"u":2,"pu":0,"b":[["1.0","1"]],"a":[]}}')
