@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from time import perf_counter_ns
 
 import aiohttp
 
 from engine.errors import VenueError
+from engine.metrics import HISTOGRAMS
 from engine.venues.binance.rest import BinanceRest
 from engine.venues.binance.streams import MarketStream
 
 log = logging.getLogger(__name__)
+SAMPLE = 64
+MSG_TO_DECISION = HISTOGRAMS["msg_to_decision"]
 
 DEFAULT_STREAMS = ("depth@0ms", "bookTicker", "trade")
 
@@ -39,13 +43,21 @@ class MarketData:
         self._fetching: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self.stats = {"snapshots": 0, "snapshot_errors": 0, "reconnects": 0}
+        self._n = 0
 
     def on_raw(self, data: bytes) -> None:
-        """The hot path: one raw message into the feed, then whoever acts on book/signal updates."""
+        """The hot path: one raw message into the feed, then whoever acts on book/signal updates. One message
+        in ``SAMPLE`` is timed end to end for the msg_to_decision histogram."""
+        self._n += 1
+        timed = self._n % SAMPLE == 0
+        if timed:
+            t0 = perf_counter_ns()
         r = self.feed.on_message(data)
         if r > 0:
             if self.on_update is not None:
                 self.on_update(r, self.feed.last)
+            if timed:
+                MSG_TO_DECISION.observe((perf_counter_ns() - t0) / 1e9)
         elif r == 0:
             sf = self.feed.last
             if sf is not None and sf.needs_snapshot and sf.symbol not in self._fetching:

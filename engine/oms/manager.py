@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.errors import StateError, VenueClientError, VenueError, VenueServerError
+from engine.metrics import HISTOGRAMS
 from engine.model import Instrument
 from engine.oms.journal import Journal
 from engine.oms.orders import VENUE_STATUS, Fill, Order, OState, Trigger
@@ -30,6 +31,7 @@ from engine.venues.binance.gateway import OrderGateway
 log = logging.getLogger(__name__)
 
 OnOrder = Callable[[Order, Fill | None], None]
+ROUND_TRIP = HISTOGRAMS["order_round_trip"]
 
 
 class OrderManager:
@@ -79,8 +81,10 @@ class OrderManager:
         self.orders[o.client_order_id] = o
         self.journal.order(o)
         self._transition(o, Trigger.SUBMIT, "submit")
+        t0 = time.perf_counter_ns()
         try:
             answer = await self.gateway.place(self.params(o))
+            ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
         except VenueClientError as exc:
             self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
         except VenueServerError as exc:
