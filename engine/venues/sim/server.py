@@ -130,6 +130,10 @@ class SimVenue:
             web.post("/fapi/v1/countdownCancelAll", self._countdown),
             web.get("/fapi/v2/positionRisk", self._position_risk), web.get("/fapi/v2/balance", self._balance),
             web.get("/fapi/v1/userTrades", self._user_trades),
+            web.get("/fapi/v3/positionRisk", self._position_risk_v3), web.get("/fapi/v3/balance", self._balance),
+            web.get("/fapi/v2/account", self._account), web.get("/fapi/v3/account", self._account),
+            web.post("/fapi/v1/leverage", self._leverage), web.get("/fapi/v1/commissionRate", self._commission),
+            web.get("/fapi/v1/openOrder", self._open_order),
             web.post("/fapi/v1/listenKey", self._listen_key_new), web.put("/fapi/v1/listenKey", self._listen_key_keep),
             web.delete("/fapi/v1/listenKey", self._listen_key_close),
             web.get("/stream", self._ws_market), web.get("/ws", self._ws_market),
@@ -458,6 +462,73 @@ class SimVenue:
         _, acct, h = await self._params(request, signed=True, weight=5)
         self._advance()
         return self._json([self.ex.balance(acct.account).to_binance(self.cfg.account)], h)
+
+    async def _position_risk_v3(self, request: web.Request) -> web.Response:
+        """v3: only symbols with a position or open orders, with v3's margin fields."""
+        params, acct, h = await self._params(request, signed=True, weight=5)
+        symbol = params.get("symbol")
+        if symbol:
+            instrument_of(params, self.ex.instruments)
+        self._advance()
+        with_orders = {o.symbol for o in self.ex.open_orders(acct.account)}
+        rows = []
+        for p in self.ex.positions(acct.account):
+            if (symbol and p.symbol != symbol) or (p.qty_lots == 0 and p.symbol not in with_orders):
+                continue
+            row = p.to_binance(self.ex.instruments[p.symbol])
+            for k in ("leverage", "maxNotionalValue", "marginType", "isAutoAddMargin"):
+                row.pop(k, None)
+            row.update(marginAsset="USDT", initialMargin=f"{p.initial_margin:.8f}", maintMargin="0",
+                       positionInitialMargin=f"{p.initial_margin:.8f}", openOrderInitialMargin="0", adl=0,
+                       bidNotional="0", askNotional="0")
+            rows.append(row)
+        return self._json(rows, h)
+
+    async def _account(self, request: web.Request) -> web.Response:
+        _, acct, h = await self._params(request, signed=True, weight=5)
+        self._advance()
+        b = self.ex.balance(acct.account)
+        bal = b.to_binance(self.cfg.account)
+        positions = [{"symbol": p.symbol, "positionSide": "BOTH",
+                      "positionAmt": self.ex.instruments[p.symbol].fmt_qty(p.qty_lots),
+                      "unrealizedProfit": f"{p.unrealized_pnl:.8f}", "isolatedMargin": "0",
+                      "notional": f"{p.notional:.8f}", "isolatedWallet": "0",
+                      "initialMargin": f"{p.initial_margin:.8f}", "maintMargin": "0",
+                      "updateTime": p.update_ns // 10**6}
+                     for p in self.ex.positions(acct.account) if p.qty_lots]
+        return self._json({
+            "totalWalletBalance": bal["balance"], "totalUnrealizedProfit": bal["crossUnPnl"],
+            "totalMarginBalance": f"{b.margin_balance:.8f}", "totalPositionInitialMargin": f"{b.position_margin:.8f}",
+            "totalOpenOrderInitialMargin": f"{b.order_margin:.8f}", "totalCrossWalletBalance": bal["balance"],
+            "totalCrossUnPnl": bal["crossUnPnl"], "availableBalance": bal["availableBalance"],
+            "maxWithdrawAmount": bal["maxWithdrawAmount"], "canTrade": True, "canDeposit": True,
+            "canWithdraw": True, "assets": [{"asset": "USDT", "walletBalance": bal["balance"],
+                                             "unrealizedProfit": bal["crossUnPnl"],
+                                             "marginBalance": f"{b.margin_balance:.8f}",
+                                             "availableBalance": bal["availableBalance"]}],
+            "positions": positions}, h)
+
+    async def _leverage(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True)
+        inst = instrument_of(params, self.ex.instruments)
+        lev = as_int(params, "leverage")
+        if lev is None or not 1 <= lev <= 125:
+            raise bad(-4028, "Leverage is not valid.")
+        self.ex.set_leverage(acct.account, lev)
+        return self._json({"leverage": lev, "maxNotionalValue": "1000000000", "symbol": inst.symbol}, h)
+
+    async def _commission(self, request: web.Request) -> web.Response:
+        params, _, h = await self._params(request, signed=True, weight=20)
+        inst = instrument_of(params, self.ex.instruments)
+        return self._json({"symbol": inst.symbol, "makerCommissionRate": str(self.ex.cfg.maker_fee),
+                           "takerCommissionRate": str(self.ex.cfg.taker_fee)}, h)
+
+    async def _open_order(self, request: web.Request) -> web.Response:
+        params, acct, h = await self._params(request, signed=True)
+        order = await self.query(acct.account, params)
+        if order["status"] not in ("NEW", "PARTIALLY_FILLED"):
+            raise bad(-2013, "Order does not exist.")
+        return self._json(order, h)
 
     async def _user_trades(self, request: web.Request) -> web.Response:
         params, acct, h = await self._params(request, signed=True, weight=5)
