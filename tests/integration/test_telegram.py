@@ -435,3 +435,44 @@ def test_standin_speaks_the_bot_api() -> None:
             assert (await poll)[0] == 409 and (await second)[0] == 200
 
     loop.run(go())
+
+
+def test_the_real_node_traded_from_telegram(tmp_path):
+    """The node itself behind the bot: an intent typed in Telegram trades on the sim venue, the report comes
+    back, and the trader's reply lands in the decision journal."""
+    from engine.config import Config, EngineConfig, VenueConfig
+    from engine.node import Node
+    from engine.oms.journal import Journal
+
+    async def main():
+        node = Node(Config(venue=VenueConfig(speed=8), engine=EngineConfig(home=str(tmp_path))))
+        await node.start()
+        try:
+            async with StandIn(new_token()) as standin:
+                handle = await start_bot(node, Secret(standin.token), {TRADER}, standin.base_url, poll_timeout=0.5)
+                try:
+                    standin.send_text(TRADER, "long btc 0.2 10s max 8bps")
+                    report = None
+                    for _ in range(300):
+                        report = next((m for m in standin.bot_messages(TRADER) if WHY_PROMPT in m["text"]), None)
+                        if report is not None:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert report is not None, [m["text"] for m in standin.bot_messages(TRADER)]
+                    assert "0.200" in report["text"]
+                    standin.send_text(TRADER, "spoof pulled on the offer", reply_to=report)
+                    iid = next(iter(node.intents))
+                    for _ in range(100):
+                        rows = Journal(tmp_path / "journal.sqlite").query(
+                            "SELECT data FROM decisions WHERE intent_id=? AND kind='rationale'", (iid,))
+                        if rows:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert rows and "spoof pulled" in rows[0]["data"]
+                    assert node.oms.positions.get("BTCUSDT").qty == __import__("decimal").Decimal("0.2")
+                finally:
+                    await handle.stop()
+        finally:
+            await node.stop()
+
+    loop.run(main())
