@@ -127,7 +127,7 @@ def msg_to_decision(tape: Tape) -> dict[str, float]:
     horizon = 10**15  # one intent whose window spans the whole tape: every event is a live decision
     trigger = SniperTrigger(0, sf.last_event_ns, sf.last_event_ns + horizon)
     rest = tape.messages[start:]
-    ns = feed.time_each_decide(rest, trigger.decide)
+    ns = feed.time_each(rest, trigger.decide)
     return _pcts(ns[_depth_mask(rest)])
 
 

@@ -434,8 +434,10 @@ cdef class Feed:
                 ok += 1
         return ok
 
-    def time_each(self, list messages):
-        """Feed every message and return the ns each ``on_message`` took (CLOCK_MONOTONIC), as int64 array."""
+    def time_each(self, list messages, decide=None):
+        """Feed every message and return the ns each took (CLOCK_MONOTONIC), as an int64 array. With ``decide``,
+        each accepted message is followed by ``decide(symbol_feed)`` inside the timing: bytes -> book -> signals
+        -> decision, as the engine runs it."""
         cdef Py_ssize_t i, n = len(messages)
         cdef timespec t0, t1
         cdef bytes data
@@ -444,23 +446,7 @@ cdef class Feed:
         for i in range(n):
             data = messages[i]
             clock_gettime(CLOCK_MONOTONIC, &t0)
-            self.on_message(data)
-            clock_gettime(CLOCK_MONOTONIC, &t1)
-            o[i] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
-        return out
-
-    def time_each_decide(self, list messages, decide):
-        """Like ``time_each`` but each accepted message is followed by ``decide(symbol_feed)``, inside the timing:
-        bytes -> book -> signals -> decision, as the engine runs it."""
-        cdef Py_ssize_t i, n = len(messages)
-        cdef timespec t0, t1
-        cdef bytes data
-        out = np.empty(n, dtype=np.int64)
-        cdef int64_t[::1] o = out
-        for i in range(n):
-            data = messages[i]
-            clock_gettime(CLOCK_MONOTONIC, &t0)
-            if self.on_message(data) > 0:
+            if self.on_message(data) > 0 and decide is not None:
                 decide(self.last)
             clock_gettime(CLOCK_MONOTONIC, &t1)
             o[i] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
