@@ -47,6 +47,7 @@ HISTOGRAMS = {
     "decision_to_send": Histogram("tapeshot_decision_to_send_seconds", "Algorithm decision to bytes on the socket"),
     "msg_to_decision": Histogram("tapeshot_msg_to_decision_seconds",
                                  "Market message bytes to book, signals and decision (sampled)"),
+    "loop_lag": Histogram("tapeshot_loop_lag_seconds", "How late the event loop woke a 50 ms timer"),
 }
 
 

@@ -79,6 +79,7 @@ class Node:
         self.clock: Callable[[], int] = time.time_ns
         self.started = asyncio.Event()
         self.reconciliation: list[str] = []
+        self.loop_lag_s = 0.0
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
@@ -113,7 +114,8 @@ class Node:
         self._tasks += [asyncio.create_task(self.md.run()), asyncio.create_task(self.user.run())]
         await self._wait_ready()
         await self._reconcile(state)
-        self._tasks += [asyncio.create_task(self._timer()), asyncio.create_task(self._guard())]
+        self._tasks += [asyncio.create_task(self._timer()), asyncio.create_task(self._guard()),
+                        asyncio.create_task(self._loop_lag())]
         if self.cfg.venue.countdown_cancel_ms:
             self._tasks.append(asyncio.create_task(self._dead_mans_switch()))
         self.started.set()
@@ -481,6 +483,18 @@ class Node:
             reason = self.killswitch.update(self.equity())
             if reason:
                 await self.kill(reason, user="killswitch")
+
+    async def _loop_lag(self, period: float = 0.05) -> None:
+        """A late event loop delays every order (nautilus #917): measure how late a timer fires."""
+        from engine.metrics import HISTOGRAMS
+
+        hist = HISTOGRAMS["loop_lag"]
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(period)
+            self.loop_lag_s = max(0.0, loop.time() - t0 - period)
+            hist.observe(self.loop_lag_s)
 
     async def _dead_mans_switch(self) -> None:
         ms = self.cfg.venue.countdown_cancel_ms
