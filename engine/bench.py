@@ -30,6 +30,9 @@ TARGETS = {
     "msg_to_decision_us.p99": ("<=", 10.0),
     "replay_events_per_s": (">=", 1_000_000.0),
     "sim_replay.x_real_time": (">=", 50.0),
+    "wire_to_decision_us.p50": ("<=", 25.0),
+    "wire_to_decision_us.p99": ("<=", 60.0),
+    "order_path_us.p99": ("<=", 50.0),
 }
 
 
@@ -155,9 +158,11 @@ def orjson_depth_us(tape: Tape, limit: int = 3000) -> float:
     return round(statistics.median(ns) / 1e3, 3)
 
 
-def run(paths: list[str | Path] | None = None) -> dict:
+def run(paths: list[str | Path] | None = None, sockets: bool = True) -> dict:
+    from engine.latency_bench import latency
+
     tape = load_tape(paths)
-    return {
+    result = {
         "data": [str(p) for p in tape.paths],
         "messages": len(tape.messages),
         "book_update_ns": book_update_ns(tape),
@@ -167,6 +172,9 @@ def run(paths: list[str | Path] | None = None) -> dict:
         "orjson_loads_depth_us": orjson_depth_us(tape),
         "sim_replay": sim_replay_speed(tape.paths, speed=300.0),
     }
+    if sockets:                      # loopback socket paths: wire -> decision, decision -> bytes on the order socket
+        result.update(latency(tape))
+    return result
 
 
 def _flat(result: dict) -> list[tuple[str, float]]:

@@ -35,7 +35,7 @@ def _cmd_verify_book(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from engine import bench
 
-    result = bench.run(args.files or None)
+    result = bench.run(args.files or None, sockets=not args.no_sockets)
     if args.json:
         sys.stdout.write(orjson.dumps(result).decode() + "\n")
     else:
@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure the hot path on real recordings (bundled sample by default)")
     b.add_argument("files", nargs="*", help="a recording to measure on (default: the bundled sample)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    b.add_argument("--no-sockets", action="store_true", help="skip the loopback socket measurements (~15 s)")
     b.set_defaults(func=_cmd_bench)
 
     s = sub.add_parser("sim", help="serve a recording as a Binance USD-M venue on loopback")
@@ -380,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     ky.add_argument("--ed25519", metavar="PEM", help="an Ed25519 private key file instead of an HMAC secret")
     ky.add_argument("--file", help="key file (default ~/.tapeshot/keys.enc)")
     ky.set_defaults(func=_cmd_keys)
+    from engine.eval.cli import add_parser as add_eval
+
+    add_eval(sub)
     return p
 
 

@@ -63,6 +63,7 @@ class VenueConfig:
     speed: float = 1.0
     symbols: tuple[str, ...] = ()
     use_ws_api: bool = True
+    transport: str = "picows"          # WebSocket implementation: picows (measured faster) or aiohttp
     key_profile: str = "main"          # profile in the encrypted key file when the environment has no key
     recv_window_ms: int = 5000
     countdown_cancel_ms: int = 60000   # dead man's switch: the venue cancels our orders if we go quiet (0: off)
@@ -70,6 +71,7 @@ class VenueConfig:
     def __post_init__(self) -> None:
         _require(self.kind in ("sim", "binance"), f"venue.kind must be sim or binance, got {self.kind!r}")
         _require(self.speed > 0, "venue.speed must be > 0")
+        _require(self.transport in ("picows", "aiohttp"), "venue.transport must be picows or aiohttp")
         _require(self.countdown_cancel_ms == 0 or self.countdown_cancel_ms >= 10000,
                  "venue.countdown_cancel_ms must be 0 or >= 10000")
 

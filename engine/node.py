@@ -36,7 +36,8 @@ from engine.risk import KillSwitch, OrderCheck, RiskGateway, TradingState
 from engine.venues.binance.gateway import OrderGateway
 from engine.venues.binance.rest import MAINNET_REST, TESTNET_REST, BinanceRest
 from engine.venues.binance.streams import MAINNET_WS, TESTNET_WS, UserStream
-from engine.venues.binance.wsapi import MAINNET_WS_API, TESTNET_WS_API, WsApi
+from engine.venues.binance.transport import market_stream_class, ws_api_class
+from engine.venues.binance.wsapi import MAINNET_WS_API, TESTNET_WS_API
 from strategies.base import BUY, Algo, Cancel, OrderUpdate, Place
 
 log = logging.getLogger(__name__)
@@ -101,15 +102,17 @@ class Node:
         self.journal = Journal(journal_path)
         state = self.journal.load()
         self.journal.start()
-        self.ws_api = WsApi(ws_api_url, self.session, creds, self.rest.now_ms, self.rest.limiter,
-                            self.cfg.venue.recv_window_ms) if self.cfg.venue.use_ws_api else None
+        kind = self.cfg.venue.transport
+        self.ws_api = ws_api_class(kind)(ws_api_url, self.session, creds, self.rest.now_ms, self.rest.limiter,
+                                         self.cfg.venue.recv_window_ms) if self.cfg.venue.use_ws_api else None
         self.oms = OrderManager(OrderGateway(self.rest, self.ws_api), self.journal, self.instruments,
                                 self._on_order, self.rest.now_ms)
         self.oms.load(state.orders, state.fills)
         self.levels = {k[3:]: {kk: (Decimal(v) if v else None) for kk, v in val.items()}
                        for k, val in state.kv.items() if k.startswith("tp/") and isinstance(val, dict)}
         self.feed = make_feed(list(self.instruments.values()), self.cfg)
-        self.md = MarketData(self.feed, self.rest, ws_url, self.session, self._on_update)
+        self.md = MarketData(self.feed, self.rest, ws_url, self.session, self._on_update,
+                             stream_cls=market_stream_class(kind))
         self.user = UserStream(ws_url, self.rest, self.session, self._on_user_event)
         self._tasks += [asyncio.create_task(self.md.run()), asyncio.create_task(self.user.run())]
         await self._wait_ready()
@@ -223,6 +226,8 @@ class Node:
                 self._spawn(self.oms.cancel(act.cid))
 
     def _place(self, li: LiveIntent, act: Place) -> None:
+        """Risk, then the order goes out synchronously: its bytes are on the socket when this returns."""
+        decision_ns = time.monotonic_ns()
         inst = li.inst
         sf = self.feed[inst.symbol]
         side = "BUY" if act.side == BUY else "SELL"
@@ -243,9 +248,9 @@ class Node:
                       act.tif if price is not None else None, reduce_only=act.reduce_only, intent_id=li.id,
                       purpose="exit" if li.intent.kind is IntentKind.EXIT else "entry")
         li.tracker.orders.append(act.cid)
+        self.oms.submit_now(order, decision_ns).add_done_callback(_log_task_error)
         if act.tag in ("snipe", "deadline", "now"):
             self._emit(li, "fired", f"{act.tag}: {side} {qty} up to {price}")
-        self._spawn(self.oms.submit(order))
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

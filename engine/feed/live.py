@@ -31,7 +31,8 @@ class MarketData:
 
     def __init__(self, feed, rest: BinanceRest, ws_base: str, session: aiohttp.ClientSession,
                  on_update: Callable[[int, object], None] | None = None, kinds: tuple[str, ...] = DEFAULT_STREAMS,
-                 snapshot_limit: int = 1000, snapshot_delay_s: float = 0.05, max_retry_s: float = 5.0) -> None:
+                 snapshot_limit: int = 1000, snapshot_delay_s: float = 0.05, max_retry_s: float = 5.0,
+                 stream_cls: type | None = None) -> None:
         self.feed = feed
         self.rest = rest
         self.on_update = on_update
@@ -39,7 +40,7 @@ class MarketData:
         self.snapshot_delay_s = snapshot_delay_s
         self.max_retry_s = max_retry_s
         streams = [f"{sf.symbol.lower()}@{k}" for sf in feed.symbols for k in kinds]
-        self.stream = MarketStream(ws_base, streams, session, self.on_raw, self.on_connect)
+        self.stream = (stream_cls or MarketStream)(ws_base, streams, session, self.on_raw, self.on_connect)
         self._fetching: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self.stats = {"snapshots": 0, "snapshot_errors": 0, "reconnects": 0}

@@ -48,24 +48,34 @@ class OrderManager:
         self.unknown_events = 0
         self.stale_events = 0
         self._tasks: set[asyncio.Task] = set()
+        self._live: set[str] = set()               # every order not seen final yet (open_count looks only here)
+        self._decimals: dict[Decimal, int] = {}
 
     # ---- sending ------------------------------------------------------------------------------------------
 
     @property
     def open_count(self) -> int:
-        return sum(1 for o in self.orders.values() if o.state.open)
+        final = [cid for cid in self._live if self.orders[cid].state.final]
+        self._live.difference_update(final)
+        return sum(1 for cid in self._live if self.orders[cid].state.open)
+
+    def _fmt(self, value: Decimal, size: Decimal) -> str:
+        decimals = self._decimals.get(size)
+        if decimals is None:
+            decimals = self._decimals[size] = Instrument.grid(size)[1]
+        return f"{value:.{decimals}f}"
 
     def params(self, o: Order) -> dict[str, Any]:
         inst = self.instruments[o.symbol]
         p: dict[str, Any] = {"symbol": o.symbol, "side": o.side, "type": o.type, "newClientOrderId": o.client_order_id}
         if not o.close_position:
-            p["quantity"] = _fmt(o.qty, inst.step_size)
+            p["quantity"] = self._fmt(o.qty, inst.step_size)
         if o.price is not None:
-            p["price"] = _fmt(o.price, inst.tick_size)
+            p["price"] = self._fmt(o.price, inst.tick_size)
         if o.tif is not None and o.type == "LIMIT":
             p["timeInForce"] = o.tif
         if o.stop_price is not None:
-            p["stopPrice"] = _fmt(o.stop_price, inst.tick_size)
+            p["stopPrice"] = self._fmt(o.stop_price, inst.tick_size)
         if o.reduce_only and not o.close_position:
             p["reduceOnly"] = "true"
         if o.close_position:
@@ -79,6 +89,7 @@ class OrderManager:
         now = self.clock_ms()
         o.created_ms = o.updated_ms = now
         self.orders[o.client_order_id] = o
+        self._live.add(o.client_order_id)
         self.journal.order(o)
         self._transition(o, Trigger.SUBMIT, "submit")
         t0 = time.perf_counter_ns()
@@ -96,6 +107,46 @@ class OrderManager:
         else:
             self.apply_answer(o, answer)
         return o
+
+    def submit_now(self, o: Order, decision_ns: int = 0) -> asyncio.Future:
+        """``submit`` with no task hop: the order is on the wire when this returns (through ``place_now``), then
+        SUBMITTED; journaling and ``on_order`` follow the write (both only enqueue, as in ``submit``, so nothing is
+        less durable). The future resolves to the order once the venue answered or the outcome became unknown."""
+        if o.client_order_id in self.orders:
+            raise StateError(f"order {o.client_order_id} already exists")
+        o.created_ms = o.updated_ms = self.clock_ms()
+        self.orders[o.client_order_id] = o
+        self._live.add(o.client_order_id)
+        t0 = time.perf_counter_ns()
+        answer = self.gateway.place_now(self.params(o), decision_ns)
+        o.apply(Trigger.SUBMIT, o.created_ms)
+        self.journal.order(o)
+        self.journal.order_event(o.client_order_id, o.updated_ms, "submit", o.state.value, None)
+        self.on_order(o, None)
+        done = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(lambda f: self._settle(o, f, done, t0))
+        return done
+
+    def _settle(self, o: Order, answer: asyncio.Future, done: asyncio.Future, t0: int) -> None:
+        """The tail of ``submit``: apply the answer or the error, then resolve ``done`` with the order."""
+        if answer.cancelled():
+            done.cancel()
+            return
+        exc = answer.exception()
+        if exc is None:
+            ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
+            self.apply_answer(o, answer.result())
+        elif isinstance(exc, VenueClientError):
+            self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
+        elif isinstance(exc, VenueServerError) and not exc.sent:
+            self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.msg}, reason=exc.msg)
+        elif isinstance(exc, VenueServerError):
+            self._transition(o, Trigger.TIMEOUT, "outcome unknown", {"msg": exc.msg})
+            self._spawn(self.resolve(o))
+        else:
+            done.set_exception(exc)
+            return
+        done.set_result(o)
 
     async def cancel(self, client_order_id: str) -> None:
         o = self.orders.get(client_order_id)
@@ -234,10 +285,7 @@ class OrderManager:
     def load(self, orders: dict[str, Order], fills: list[Fill]) -> None:
         """Resume from the journal: orders with their trade ids, positions rebuilt from the fills."""
         self.orders.update(orders)
+        self._live.update(cid for cid, o in orders.items() if not o.state.final)
         for f in fills:
             self.positions.apply(f.symbol, f.side, f.price, f.qty, f.fee)
 
-
-def _fmt(value: Decimal, size: Decimal) -> str:
-    _, decimals = Instrument.grid(size)
-    return f"{value:.{decimals}f}"

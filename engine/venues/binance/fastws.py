@@ -1,0 +1,323 @@
+"""picows WebSocket connections: the market stream and the WebSocket API with the aiohttp classes' interfaces.
+
+picows parses frames in Cython and calls a listener synchronously from ``data_received``, so a market message
+reaches ``on_raw`` without a task switch or an intermediate message object; and ``WSTransport.send`` writes to the
+socket with ``send(2)`` before it returns. ``PicowsWsApi.send_now`` uses that for order entry: it signs,
+serialises and writes the request with no ``await`` before the write, so the bytes are on the socket before the
+decision handler that asked for them returns.
+
+Both classes keep the aiohttp versions' behaviour (``streams.MarketStream``, ``wsapi.WsApi``): reconnect with
+backoff, ``on_connect`` before the first message of every connection, counters, answers matched by id,
+``rateLimits`` fed to the limiter, every request in flight failed with ``VenueServerError`` on a drop and
+``VenueServerError(sent=False)`` when no connection could be made. Frames: TEXT and BINARY payloads are delivered
+as the same bytes; fragmented messages are reassembled; PINGs are answered by picows (``enable_auto_pong``), a
+silent peer is pinged after 30 s idle and dropped 10 s later; a CLOSE from the peer is echoed and the connection
+closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import picows
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from engine.errors import VenueServerError
+from engine.keys import Credentials
+from engine.metrics import HISTOGRAMS
+from engine.venues.binance import codes
+from engine.venues.binance.limiter import RateLimiter
+from engine.venues.binance.signing import encode_value
+from engine.venues.binance.wsapi import WsApi
+
+log = logging.getLogger(__name__)
+
+_TEXT, _BINARY, _CONT, _CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION, WSMsgType.CLOSE
+_CONNECT_ERRORS = (picows.WSError, OSError, TimeoutError)
+MAX_FRAME = 1 << 26                 # aiohttp ran unlimited (max_msg_size=0); Binance's largest frames are ~100 kB
+_CONNECT_KW: dict[str, Any] = {"enable_auto_ping": True, "auto_ping_idle_timeout": 30,
+                               "auto_ping_reply_timeout": 10, "max_frame_size": MAX_FRAME}
+
+
+class _Listener(WSListener):
+    """Hands each complete TEXT/BINARY message to ``deliver`` as bytes; reassembles fragments; answers CLOSE.
+
+    ``deliver`` is an attribute so its owner can swap it (hold messages while ``on_connect`` runs, then go direct).
+    """
+
+    def __init__(self, deliver: Callable[[bytes], None], on_lost: Callable[[WSTransport], None]) -> None:
+        super().__init__()
+        self.deliver = deliver
+        self.on_lost = on_lost
+        self.count = 0
+        self._parts: bytearray | None = None
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        mt = frame.msg_type
+        if frame.fin and (mt is _TEXT or mt is _BINARY):          # the hot path: one frame, one message
+            self.count += 1
+            self.deliver(frame.get_payload_as_bytes())
+        elif mt is _TEXT or mt is _BINARY:
+            self._parts = bytearray(frame.get_payload_as_memoryview())
+        elif mt is _CONT:
+            self._continuation(frame)
+        elif mt is _CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def _continuation(self, frame: WSFrame) -> None:
+        if self._parts is None:
+            raise picows.WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a first frame")
+        self._parts += frame.get_payload_as_memoryview()
+        if frame.fin:
+            data, self._parts = bytes(self._parts), None
+            self.count += 1
+            self.deliver(data)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._parts = None
+        self.on_lost(transport)
+
+
+class PicowsMarketStream:
+    """A combined-stream connection (``/stream?streams=a/b/c``) delivering raw message bytes, over picows.
+
+    Same constructor and attributes as ``streams.MarketStream``; ``session`` is accepted for that and not used.
+    ``on_raw`` runs synchronously inside picows' frame callback; messages that arrive while ``on_connect`` is
+    being awaited are held and delivered, in order, right after it returns.
+    """
+
+    def __init__(self, ws_base: str, streams: list[str], session: Any, on_raw: Callable[[bytes], None],
+                 on_connect: Callable[[], Awaitable[None]] | None = None, backoff_s: float = 0.25,
+                 max_backoff_s: float = 10.0) -> None:
+        if not streams:
+            raise ValueError("no streams to subscribe to")
+        self.ws_base = ws_base.rstrip("/")
+        self.streams = streams
+        self.session = session
+        self.on_raw = on_raw
+        self.on_connect = on_connect
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.connects = 0
+        self.disconnects = 0
+        self.connected = asyncio.Event()
+        self._counted = 0                       # messages of connections already closed
+        self._listener: _Listener | None = None
+        self._transport: WSTransport | None = None
+        self._stop = False
+
+    @property
+    def messages(self) -> int:
+        """Messages delivered so far, over all connections."""
+        return self._counted + (self._listener.count if self._listener is not None else 0)
+
+    async def url(self) -> str:
+        return f"{self.ws_base}/stream?streams={'/'.join(self.streams)}"
+
+    async def run(self) -> None:
+        """Connect, deliver, reconnect with backoff (doubling, reset after a healthy minute) until ``close``."""
+        delay = self.backoff_s
+        while not self._stop:
+            started = time.monotonic()
+            try:
+                await self._connection()
+            except _CONNECT_ERRORS as exc:
+                log.warning("%s: connection failed: %s", type(self).__name__, type(exc).__name__)
+            finally:
+                self._transport = None
+                self.connected.clear()
+            if self._stop:
+                break
+            self.disconnects += 1
+            if time.monotonic() - started > 60:
+                delay = self.backoff_s
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff_s)
+
+    async def _connection(self) -> None:
+        """One connection from connect to disconnect."""
+        held: list[bytes] = []
+        listener = _Listener(held.append, _ignore)
+        transport, _ = await picows.ws_connect(lambda: listener, await self.url(), **_CONNECT_KW)
+        if self._listener is not None:
+            self._counted += self._listener.count
+        self._listener, self._transport = listener, transport
+        self.connects += 1
+        try:
+            if self.on_connect is not None:
+                await self.on_connect()
+            for data in held:                       # what arrived during on_connect, then straight through
+                self.on_raw(data)
+            listener.deliver = self.on_raw
+            self.connected.set()
+            await transport.wait_disconnected()
+        finally:
+            transport.disconnect()
+
+    async def close(self) -> None:
+        self._stop = True
+        tr = self._transport
+        if tr is not None and not tr.is_disconnected:
+            with contextlib.suppress(Exception):
+                tr.send_close(WSCloseCode.OK)
+                tr.disconnect()
+
+
+def _ignore(_transport: WSTransport) -> None:
+    """The market stream learns of a drop from ``wait_disconnected``."""
+
+
+def charge(limiter: RateLimiter, weight: int, orders: int) -> None:
+    """Count a request that was allowed to go (``delay_ms`` said 0) against the limiter's windows.
+
+    ``RateLimiter.acquire`` finishes without suspending when nothing has to wait, so it is driven here without an
+    event loop turn. (A public ``RateLimiter.charge`` would say this more plainly.)"""
+    step = limiter.acquire(weight, orders)
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()                                   # a window rolled over meanwhile: it had room, count nothing
+
+
+class PicowsWsApi(WsApi):
+    """One WebSocket API session over picows; ``WsApi``'s interface and error semantics, plus ``send_now``.
+
+    ``session`` is accepted for the shared constructor and not used. Order requests (``order.*``) record their
+    round trip in ``HISTOGRAMS["order_round_trip"]``; ``send_now`` given a decision stamp records decision to
+    bytes-on-the-socket in ``HISTOGRAMS["decision_to_send"]``.
+    """
+
+    def __init__(self, url: str, session: Any, creds: Credentials, now_ms: Callable[[], int],
+                 limiter: RateLimiter | None = None, recv_window_ms: int = 5000, timeout_s: float = 10.0) -> None:
+        super().__init__(url, session, creds, now_ms, limiter, recv_window_ms, timeout_s)
+        self._transport: WSTransport | None = None
+        self._sent_ns: dict[int, int] = {}
+        self._mac = hmac.new(creds.secret.reveal(), digestmod=hashlib.sha256)    # keyed once, copied per request
+        self.last_write_ns = 0                     # CLOCK_MONOTONIC right after the last request's write
+
+    @property
+    def connected(self) -> bool:
+        tr = self._transport
+        return tr is not None and not tr.is_disconnected and not tr.is_close_frame_sent
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self.connected:
+                return
+            try:
+                tr, _ = await picows.ws_connect(lambda: _Listener(self._on_message, self._on_lost), self.url,
+                                                websocket_handshake_timeout=self.timeout_s, **_CONNECT_KW)
+            except _CONNECT_ERRORS as exc:
+                raise VenueServerError(codes.DISCONNECTED, f"WebSocket API: {type(exc).__name__}", sent=False) from None
+            self._transport = tr
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("WebSocket API: unreadable answer %r", data[:200])
+            return
+        if isinstance(msg, dict):
+            self._answer(msg)
+
+    def _answer(self, msg: dict) -> None:
+        sent = self._sent_ns.pop(msg.get("id"), 0)  # type: ignore[arg-type]
+        super()._answer(msg)
+        if sent:
+            HISTOGRAMS["order_round_trip"].observe((time.monotonic_ns() - sent) / 1e9)
+
+    def _on_lost(self, transport: WSTransport) -> None:
+        if transport is not self._transport and self._transport is not None:
+            return
+        self._transport = None
+        self.drops += 1
+        err = VenueServerError(codes.DISCONNECTED, "WebSocket API connection lost: outcome unknown")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        self._sent_ns.clear()
+
+    def signed(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``WsApi.signed`` with the HMAC keyed once (same params, same signature; ~15 µs less on a cold path)."""
+        p = {k: v for k, v in params.items() if v is not None}
+        p["apiKey"] = self.creds.api_key
+        p["recvWindow"] = self.recv_window_ms
+        p["timestamp"] = self.now_ms()
+        payload = "&".join([f"{k}={v if type(v) is str else encode_value(v)}" for k, v in sorted(p.items())])
+        mac = self._mac.copy()
+        mac.update(payload.encode())
+        p["signature"] = mac.hexdigest()
+        return p
+
+    def _write(self, method: str, params: dict[str, Any], decision_ns: int = 0) -> asyncio.Future:
+        """Sign, serialise and write one request now; the future of its answer. Raises if not connected."""
+        tr = self._transport
+        if tr is None or tr.is_disconnected or tr.is_close_frame_sent:
+            raise VenueServerError(codes.DISCONNECTED, "WebSocket API send failed: not connected")
+        rid = next(self._ids)
+        try:
+            tr.send(_TEXT, orjson.dumps({"id": rid, "method": method, "params": self.signed(params)}))
+        except (OSError, RuntimeError) as exc:
+            raise VenueServerError(codes.DISCONNECTED, f"WebSocket API send failed: {type(exc).__name__}") from None
+        self.last_write_ns = now = time.monotonic_ns()   # no answer can come before the loop runs again
+        self._pending[rid] = fut = asyncio.get_running_loop().create_future()
+        if decision_ns:
+            HISTOGRAMS["decision_to_send"].observe((now - decision_ns) / 1e9)
+        if method.startswith("order."):
+            self._sent_ns[rid] = now
+        return fut
+
+    async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> asyncio.Future:
+        """Sign and write one request; returns the future of its answer (bytes are on the socket on return)."""
+        await self.limiter.acquire(weight, orders)
+        if not self.connected:
+            await self.connect()
+        return self._write(method, params)
+
+    def send_now(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0,
+                 decision_ns: int = 0) -> asyncio.Future:
+        """Write the request before returning when connected and within the rate limits, else as soon as it may
+        go (connecting first, as ``send``). Returns the future of the answer, which fails as ``call`` would
+        (``VenueServerError`` on a drop or after ``timeout_s``; ``sent=False`` when no connection could be made).
+        ``decision_ns``: the decision's ``time.monotonic_ns()``, for the decision-to-send histogram."""
+        if not self.connected or self.limiter.delay_ms(weight, orders) > 0:
+            return asyncio.ensure_future(self.call(method, params, weight=weight, orders=orders))
+        try:
+            fut = self._write(method, params, decision_ns)
+        except VenueServerError as exc:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+            return fut
+        charge(self.limiter, weight, orders)
+        asyncio.get_running_loop().call_later(self.timeout_s, self._expire, fut, method)
+        return fut
+
+    def _expire(self, fut: asyncio.Future, method: str) -> None:
+        if not fut.done():
+            fut.set_exception(VenueServerError(codes.TIMEOUT, f"{method}: no answer in {self.timeout_s}s: "
+                                                              "outcome unknown"))
+
+    def place_order_now(self, params: dict[str, Any], decision_ns: int = 0) -> asyncio.Future:
+        """``order.place`` through ``send_now``: the order is on the wire when this returns (if it could go)."""
+        return self.send_now("order.place", params, weight=0, orders=1, decision_ns=decision_ns)
+
+    async def close(self) -> None:
+        tr = self._transport
+        if tr is not None and not tr.is_disconnected:
+            with contextlib.suppress(Exception):
+                tr.send_close(WSCloseCode.OK)
+                tr.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(tr.wait_disconnected(), 2.0)
