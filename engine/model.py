@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum, StrEnum
@@ -78,10 +79,11 @@ class Instrument:
         return lots * self.step_size
 
     def fmt_price(self, ticks: int) -> str:
-        return _fmt(ticks, self.tick_size)
+        """Ticks as Binance's decimal string, by integer arithmetic (no Decimal on the order path)."""
+        return _fmt_units(ticks, *_grid(self.tick_size))
 
     def fmt_qty(self, lots: int) -> str:
-        return _fmt(lots, self.step_size)
+        return _fmt_units(lots, *_grid(self.step_size))
 
 
 def _to_units(value: str | Decimal, size: Decimal, what: str, symbol: str) -> int:
@@ -95,9 +97,19 @@ def _to_units(value: str | Decimal, size: Decimal, what: str, symbol: str) -> in
     return int(units)
 
 
-def _fmt(units: int, size: Decimal) -> str:
-    _, decimals = Instrument.grid(size)
-    return f"{units * size:.{decimals}f}"
+@functools.cache
+def _grid(size: Decimal) -> tuple[int, int]:
+    return Instrument.grid(size)
+
+
+def _fmt_units(units: int, mant: int, decimals: int) -> str:
+    """``units`` x ``mant`` x 10**-decimals as a plain decimal string with exactly ``decimals`` places."""
+    v = units * mant
+    if decimals == 0:
+        return str(v)
+    sign = "-" if v < 0 else ""
+    whole, frac = divmod(abs(v), 10**decimals)
+    return f"{sign}{whole}.{frac:0{decimals}d}"
 
 
 # Grids of the symbols in the bundled and shared recordings (Binance USD-M exchangeInfo). Live and sim runs take

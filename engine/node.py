@@ -32,7 +32,7 @@ from engine.model import Instrument
 from engine.oms.journal import Journal
 from engine.oms.manager import OrderManager
 from engine.oms.orders import Fill, Order, OState
-from engine.risk import KillSwitch, OrderCheck, RiskGateway, TradingState
+from engine.risk import KillSwitch, RiskGateway, TradingState
 from engine.venues.binance.gateway import OrderGateway
 from engine.venues.binance.rest import MAINNET_REST, TESTNET_REST, BinanceRest
 from engine.venues.binance.streams import MAINNET_WS, TESTNET_WS, UserStream
@@ -59,6 +59,12 @@ class LiveIntent:
     report: dict | None = None
     finals_sent: set[str] = field(default_factory=set)
     inst: Instrument | None = None
+    tick_f: float = 0.0                   # tick and step as floats, for the order path's risk check
+    step_f: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.inst is not None:
+            self.tick_f, self.step_f = float(self.inst.tick_size), float(self.inst.step_size)
 
 
 class Node:
@@ -230,20 +236,22 @@ class Node:
         decision_ns = time.monotonic_ns()
         inst = li.inst
         sf = self.feed[inst.symbol]
-        side = "BUY" if act.side == BUY else "SELL"
-        qty = inst.lots_to_qty(act.qty)
-        price = inst.ticks_to_price(act.price) if act.price is not None else None
-        mid = sf.book.mid
+        buy = act.side == BUY
+        side = "BUY" if buy else "SELL"
+        tick, step = li.tick_f, li.step_f
+        now = self.now()
         try:
             self.risk.open_orders = self.oms.open_count
-            self.risk.check(OrderCheck(inst.symbol, side, qty, price,
-                                       Decimal(repr(mid)) * inst.tick_size if mid == mid else None,
-                                       self.oms.positions.get(inst.symbol).qty, act.reduce_only),
-                            sf.health(self.now(), self.cfg.feed.stale_ms * MS))
+            self.risk.check_fast(inst.symbol, buy, act.qty * step, None if act.price is None else act.price * tick,
+                                 sf.book.mid * tick, float(self.oms.positions.get(inst.symbol).qty),
+                                 act.reduce_only, sf.synced, sf.is_stale(now, self.cfg.feed.stale_ms * MS),
+                                 sf.book.crossed)
         except RiskRefused as exc:
             self._emit(li, "error", f"order refused: {exc}")
-            self._route(li, li.algo.on_order(OrderUpdate(act.cid, "REJECTED", final=True), sf, self.now()))
+            self._route(li, li.algo.on_order(OrderUpdate(act.cid, "REJECTED", final=True), sf, now))
             return
+        qty = inst.lots_to_qty(act.qty)
+        price = inst.ticks_to_price(act.price) if act.price is not None else None
         order = Order(act.cid, inst.symbol, side, "LIMIT" if price is not None else "MARKET", qty, price,
                       act.tif if price is not None else None, reduce_only=act.reduce_only, intent_id=li.id,
                       purpose="exit" if li.intent.kind is IntentKind.EXIT else "entry")

@@ -60,6 +60,7 @@ class OrderManager:
         return sum(1 for cid in self._live if self.orders[cid].state.open)
 
     def _fmt(self, value: Decimal, size: Decimal) -> str:
+        """A value on the grid ``size`` as Binance's string (its decimals cached per grid)."""
         decimals = self._decimals.get(size)
         if decimals is None:
             decimals = self._decimals[size] = Instrument.grid(size)[1]

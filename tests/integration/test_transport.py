@@ -315,3 +315,30 @@ def test_submit_now_moves_orders_as_submit_does_and_falls_back_to_rest_when_noth
 
     run(main())
 
+
+
+def test_picows_ws_api_signs_with_ed25519_keys_too():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from engine.keys import Credentials, Secret
+
+    priv = Ed25519PrivateKey.generate()
+    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = priv.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    async def main():
+        async with stack(speed=5, ed25519_public_pem=pub) as st:
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced, 20)
+            await st.rest.sync_time()
+            api = PicowsWsApi(st.venue.ws_api_url, None, Credentials("tapeshot-sim-ed25519", Secret(pem), True),
+                              st.rest.now_ms)
+            await api.connect()
+            placed = await api.place_order_now({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                "quantity": "0.010"})
+            assert placed["status"] == "FILLED"
+            await api.close()
+
+    run(main())

@@ -204,6 +204,7 @@ class PicowsWsApi(WsApi):
         self._transport: WSTransport | None = None
         self._sent_ns: dict[int, int] = {}
         self._mac = hmac.new(creds.secret.reveal(), digestmod=hashlib.sha256)    # keyed once, copied per request
+        self._key_order: dict[frozenset, tuple[str, ...]] = {}
         self.last_write_ns = 0                     # CLOCK_MONOTONIC right after the last request's write
 
     @property
@@ -255,7 +256,14 @@ class PicowsWsApi(WsApi):
         p["apiKey"] = self.creds.api_key
         p["recvWindow"] = self.recv_window_ms
         p["timestamp"] = self.now_ms()
-        payload = "&".join([f"{k}={v if type(v) is str else encode_value(v)}" for k, v in sorted(p.items())])
+        keys = self._key_order.get(frozenset(p))            # the same few parameter sets recur: sort each once
+        if keys is None:
+            keys = self._key_order[frozenset(p)] = tuple(sorted(p))
+        payload = "&".join([k + "=" + (v if type(v) is str else encode_value(v)) for k, v in zip(keys, map(p.get, keys),
+                                                                                                    strict=True)])
+        if self.creds.ed25519:
+            p["signature"] = self.creds.sign(payload)
+            return p
         mac = self._mac.copy()
         mac.update(payload.encode())
         p["signature"] = mac.hexdigest()
