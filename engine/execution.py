@@ -20,7 +20,7 @@ from strategies import auto
 from strategies.base import BUY, SELL, Algo, Spec
 from strategies.baselines import Immediate, PassiveChase, Twap
 from strategies.ladder import Ladder
-from strategies.sniper import Sniper
+from strategies.sniper import FireRule, Sniper
 
 ALGORITHMS: dict[str, type[Algo]] = {"sniper": Sniper, "ladder": Ladder, "immediate": Immediate, "twap": Twap,
                                      "passive_chase": PassiveChase}
@@ -68,7 +68,7 @@ class Arrival:
 
 
 def make_spec(intent: Intent, inst: Instrument, arrival: Arrival, position_lots: int = 0,
-              round_trip_ns: int = 5_000_000) -> Spec:
+              round_trip_ns: int = 5_000_000, timer_ns: int = 20_000_000) -> Spec:
     if intent.kind is IntentKind.ENTER:
         side = BUY if intent.side is Side.BUY else SELL
         reduce_only = False
@@ -92,7 +92,7 @@ def make_spec(intent: Intent, inst: Instrument, arrival: Arrival, position_lots:
                           f"({inst.lots_to_qty(min_lots)} at {inst.min_notional} USDT notional)")
     return Spec(inst.symbol, side, qty, arrival.time_ns, arrival.time_ns + int(intent.window_s * SEC),
                 cap_ticks(side, arrival.mid_ticks, intent.max_slippage_bps), intent.on_deadline == "complete",
-                reduce_only, round_trip_ns, limit, min_lots)
+                reduce_only, round_trip_ns, limit, min_lots, timer_ns)
 
 
 def min_order_lots(inst: Instrument, mid_ticks: float, margin: float = 1.02) -> int:
@@ -103,13 +103,33 @@ def min_order_lots(inst: Instrument, mid_ticks: float, margin: float = 1.02) -> 
     return max(1, by_notional, by_qty)
 
 
-def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str]) -> tuple[Algo, str]:
+def algo_kwargs(name: str, params: dict[str, dict]) -> dict:
+    """Constructor keywords of algorithm ``name`` from a parameter dict (the ``engine.eval.tuned`` layout)."""
+    p = dict(params.get(name, {}))
+    if name == "sniper" and ("start" in p or "end" in p):
+        base = FireRule()
+        p["rule"] = FireRule(p.pop("start", base.start), p.pop("end", base.end))
+    if "weights" in p:
+        p["weights"] = tuple(p["weights"])
+    return p
+
+
+def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
+              params: dict[str, dict] | None = None) -> tuple[Algo, str]:
+    """The algorithm ``name`` with ``params`` (default: the values tuned on the development set, see
+    ``engine.eval.tuned``); ``auto`` chooses with its own parameters and builds the chosen one with its own."""
+    from engine.eval.tuned import params as tuned
+
+    params = tuned() if params is None else params
     if name == "auto":
-        return auto.make(spec, sf, now, new_id)
+        cls, why = auto.choose(spec, sf, now, **params.get("auto", {}))
+        algo = cls(spec, new_id, **algo_kwargs(cls.name, params))
+        algo.note(now, f"auto chose {algo.name}: {why}")
+        return algo, why
     cls = ALGORITHMS.get(name)
     if cls is None:
         raise ConfigError(f"unknown algorithm {name!r} (known: auto, {', '.join(ALGORITHMS)})")
-    return cls(spec, new_id), name
+    return cls(spec, new_id, **algo_kwargs(name, params)), name
 
 
 @dataclass

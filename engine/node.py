@@ -333,7 +333,7 @@ class Node:
         if self.oms.positions.get(inst.symbol).qty < 0:
             pos_lots = -pos_lots
         rtt = int(self.cfg.execution.round_trip_ms * MS)
-        spec = make_spec(intent, inst, arrival, pos_lots, rtt)
+        spec = make_spec(intent, inst, arrival, pos_lots, rtt, self.cfg.engine.timer_ms * MS)
         li = LiveIntent(self._new_intent_id(), intent, source, user, inst=inst)
         seq = itertools.count(1)
         algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}")
@@ -538,17 +538,18 @@ class Node:
         from engine.execution import ALGORITHMS, min_order_lots
         from engine.oms.reconcile import resumed_intent
         from strategies.base import Spec
-        from strategies.sniper import Sniper
 
         d = row["data"]
         inst = self.instruments[d["symbol"]]
         sf = self.feed[inst.symbol]
         rtt = int(self.cfg.execution.round_trip_ms * MS)
         spec = Spec(inst.symbol, d["side"], inst.qty_to_lots(left), d["arrival_ns"], d["deadline_ns"], d["cap"],
-                    d["complete"], d["reduce_only"], rtt, d["limit"], min_order_lots(inst, d["mid_ticks"]))
+                    d["complete"], d["reduce_only"], rtt, d["limit"], min_order_lots(inst, d["mid_ticks"]),
+                    self.cfg.engine.timer_ms * MS)
         li = LiveIntent(iid, resumed_intent(row, left), d.get("source", ""), d.get("user", ""), inst=inst)
         seq = itertools.count(1)
-        li.algo = ALGORITHMS.get(d["algo"], Sniper)(spec, lambda: f"{iid}-r{self._run_id[-4:]}-{next(seq)}")
+        li.algo, _ = make_algo(d["algo"] if d["algo"] in ALGORITHMS else "sniper", spec, sf, self.now(),
+                               lambda: f"{iid}-r{self._run_id[-4:]}-{next(seq)}")
         li.tracker = Tracker(dataclasses.replace(spec, qty=d["qty_lots"]), Arrival(d["arrival_ns"], d["mid_ticks"],
                                                                                    None, None, {}), li.algo.name)
         for o in self.oms.orders.values():          # what the interrupted run already executed counts in the report

@@ -55,13 +55,15 @@ class Run:
 
 class Replay:
     def __init__(self, paths: list[str | Path], sim_cfg: SimConfig | None = None, cfg: Config | None = None,
-                 usdt: Decimal = Decimal("100000000"), leverage: int = 100, markouts: bool = True) -> None:
+                 usdt: Decimal = Decimal("100000000"), leverage: int = 100, markouts: bool = True,
+                 algo_factory=None) -> None:
         self.ex = SimExchange(paths, cfg=sim_cfg or SimConfig())
         self.ex.open_account(ACCOUNT, usdt, leverage)
         self.cfg = cfg or Config()
         self.feed = make_feed(list(self.ex.instruments.values()), self.cfg)
         self.lat = self.ex.latency
         self.markouts = markouts
+        self.make_algo = algo_factory or make_algo
         self._q: list[tuple[int, int, str, object]] = []
         self._seq = itertools.count()
         self._ids = itertools.count(1)
@@ -165,8 +167,8 @@ class Replay:
             inst = self.ex.instruments[it.symbol]
             rtt = self.lat.entry_ns() + self.lat.ack_ns()
             pos = next((p.qty_lots for p in self.ex.positions(ACCOUNT) if p.symbol == it.symbol), 0)
-            spec = make_spec(it, inst, arrival, pos, round_trip_ns=max(rtt, 2 * MS))
-            run.algo, _why = make_algo(run.req.algo, spec, sf, t, self._new_id)
+            spec = make_spec(it, inst, arrival, pos, round_trip_ns=max(rtt, 2 * MS), timer_ns=TIMER_NS)
+            run.algo, _why = self.make_algo(run.req.algo, spec, sf, t, self._new_id)
             run.chosen = run.algo.name
         except ConfigError as exc:
             run.error = str(exc)

@@ -5,7 +5,8 @@ An algorithm gets one ``Spec`` (side, size in lots, window, price cap, deadline 
 for exchange time), hears about its own orders through ``OrderUpdate``, and answers every call with a list of
 ``Place`` / ``Cancel`` actions. It never talks to a venue, a clock or a journal: the executor does.
 
-Deadline rule, shared by every algorithm: two round trips before the deadline every resting order is cancelled;
+Deadline rule, shared by every algorithm: two round trips (plus one timer period, so a timer tick that lands on the
+deadline is never late) before the deadline every resting order is cancelled;
 once the cancels are confirmed (so nothing can fill twice), with ``complete`` the remainder goes as one marketable
 IOC at the cap. So the last order leaves before the deadline and a window never overruns by more than the order
 round trip.
@@ -56,6 +57,7 @@ class Spec:
     round_trip_ns: int = 5_000_000
     limit: int | None = None          # the trader's own limit price, if any (never crossed)
     min_lots: int = 1                 # smallest order the venue accepts here (min qty, min notional at arrival)
+    timer_ns: int = 20_000_000        # the executor calls on_timer at least this often
 
     def __post_init__(self) -> None:
         if self.side not in (BUY, SELL) or self.qty <= 0 or self.deadline_ns <= self.arrival_ns:
@@ -191,7 +193,7 @@ class Algo:
             self.finished = True
             self.note(now, f"{self.remaining} lots left: below the venue's minimum order")
             return []
-        if now >= self.spec.deadline_ns - 2 * self.spec.round_trip_ns:
+        if now >= self.spec.deadline_ns - 2 * self.spec.round_trip_ns - self.spec.timer_ns:
             return self.at_deadline(sf, now)
         return self.decide(sf, now)             # resting algorithms re-price even with nothing free
 

@@ -60,6 +60,11 @@ def _jobs(ds: DataSet, passes: list[list[EvalIntent]], s: Settings) -> list[Job]
     return [replace(base, intents=tuple(p), tag=tag, **kw) for tag, kw in specs for p in passes]
 
 
+def ablation_label(weight: str) -> str:
+    """How an ablation row is named in tables and charts (the vacuum rows also switch off the vacuum trigger)."""
+    return {"w_vac": "w_vac+trigger", "all": "all signals"}.get(weight, weight)
+
+
 def _ablation(s: Settings, weight: str) -> dict:
     """The ablation algorithm with one score weight zeroed (``all``: every weight, and the vacuum trigger off)."""
     timing = {w: 0.0 for w in SIGNAL_WEIGHTS} if weight == "all" else {weight: 0.0}

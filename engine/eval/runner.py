@@ -15,45 +15,23 @@ from decimal import Decimal
 from typing import Any
 
 from engine.config import Config
-from engine.errors import ConfigError
 from engine.eval.bars import BarFeed
 from engine.eval.intents import EvalIntent
-from engine.execution import ALGORITHMS, Arrival, Tracker, make_spec
-from engine.replay import MS, TIMER_NS, Replay, ReplayIntent, Run
+from engine.execution import make_algo
+from engine.replay import Replay, ReplayIntent, Run
 from engine.signals_ref import TimingParams
 from engine.venues.sim import SimConfig
 from engine.venues.sim.tape import Tape, load_tape
-from strategies import auto
 from strategies.base import Algo, Spec
-from strategies.sniper import FireRule
 
 EVAL_ALGOS = ("immediate", "twap", "passive_chase", "sniper", "ladder", "auto")
 Factory = Callable[[str, Spec, Any, int, Callable[[], str]], tuple[Algo, str]]
 
 
-def algo_kwargs(name: str, params: dict[str, dict]) -> dict[str, Any]:
-    """Constructor keywords of algorithm ``name`` from a parameter dict (``engine.eval.tuned`` layout)."""
-    p = dict(params.get(name, {}))
-    if name == "sniper" and ("start" in p or "end" in p):
-        base = FireRule()
-        p["rule"] = FireRule(p.pop("start", base.start), p.pop("end", base.end))
-    if "weights" in p:
-        p["weights"] = tuple(p["weights"])
-    return p
-
-
 def make_factory(params: dict[str, dict]) -> Factory:
-    """An algorithm factory with the given parameters; ``auto`` chooses with its own and builds with the chosen's."""
+    """An algorithm factory with the given parameters (``engine.execution.make_algo`` with them bound)."""
     def factory(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str]) -> tuple[Algo, str]:
-        if name == "auto":
-            cls, why = auto.choose(spec, sf, now, **params.get("auto", {}))
-            algo = cls(spec, new_id, **algo_kwargs(cls.name, params))
-            algo.note(now, f"auto chose {algo.name}: {why}")
-            return algo, why
-        cls = ALGORITHMS.get(name)
-        if cls is None:
-            raise ConfigError(f"unknown algorithm {name!r}")
-        return cls(spec, new_id, **algo_kwargs(name, params)), name
+        return make_algo(name, spec, sf, now, new_id, params)
     return factory
 
 
@@ -61,8 +39,7 @@ class EvalReplay(Replay):
     """``Replay`` with an algorithm factory and optional bar-sampled signals (``bar_ns`` > 0)."""
 
     def __init__(self, tape: Tape, sim_cfg: SimConfig, cfg: Config, factory: Factory, bar_ns: int = 0) -> None:
-        super().__init__(tape, sim_cfg, cfg)        # SimExchange takes a Tape as well as paths
-        self.factory = factory
+        super().__init__(tape, sim_cfg, cfg, algo_factory=factory)   # SimExchange takes a Tape as well as paths
         self.bars: BarFeed | None = None
         if bar_ns:
             self.bars = self.feed = BarFeed(self.feed, bar_ns)
@@ -71,35 +48,6 @@ class EvalReplay(Replay):
         if self.bars is not None:
             self.bars.roll(t)                           # close bars before this message is absorbed
         super()._on_md(t, m)
-
-    def _on_intent(self, t: int, run: Run) -> None:
-        """As ``Replay._on_intent``, with the algorithm built by ``self.factory``."""
-        it = run.req.intent
-        try:
-            sf = self.feed[it.symbol]
-        except KeyError:
-            run.error = f"{it.symbol} is not on the tape"
-            return
-        if not sf.synced:
-            if t - run.req.time_ns > 5_000 * MS:
-                run.error = "book never synced"
-                return
-            self._at(t + 50 * MS, "intent", run)
-            return
-        try:
-            arrival = Arrival.stamp(sf, t)
-            inst = self.ex.instruments[it.symbol]
-            rtt = self.lat.entry_ns() + self.lat.ack_ns()
-            spec = make_spec(it, inst, arrival, 0, round_trip_ns=max(rtt, 2 * MS))
-            run.algo, _why = self.factory(run.req.algo, spec, sf, t, self._new_id)
-            run.chosen = run.algo.name
-        except ConfigError as exc:
-            run.error = str(exc)
-            return
-        run.tracker = Tracker(spec, arrival, run.chosen)
-        self._active.setdefault(it.symbol, []).append(run)
-        self._route(run, run.algo.on_market(sf, t), t)
-        self._at(t + TIMER_NS, "timer", run)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ inside the window plus the taker fee, so an algorithm cannot look cheap by not f
 intents): PnL at the horizon (arrival + H) of what was executed, net of fees, over the PnL of a free instant fill
 of the whole size at the arrival mid; aggregated as a ratio of sums over intents (both in bps of the requested
 notional), which is robust to tiny denominators.
+
+Completion inside the window: every lot filled and the last fill acknowledged no later than one order round trip
+after the deadline (the promise of the shared deadline rule in ``strategies.base``); ``fill_rate`` counts every
+intent filled at all, ``max_overrun_ms`` the largest lateness.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ def measures(o: dict, path: MarketPath, tick: Decimal, taker_fee: float) -> dict
     """Numbers of one outcome: cost (filled part), all-in cost, completion, fill time, maker lots, edge terms."""
     r = o["report"]
     m = {"id": o["id"], "kind": o["kind"], "ok": r is not None and not o["error"], "cost": None, "all_in": None,
-         "complete": False, "ttf": None, "filled": 0.0, "maker": 0.0, "marks": {}, "edge_num": None,
-         "edge_den": None}
+         "complete": False, "filled_all": False, "overrun_ms": None, "ttf": None, "filled": 0.0, "maker": 0.0,
+         "marks": {}, "edge_num": None, "edge_den": None}
     if not m["ok"]:
         return m
     sign, mid0 = o["sign"], float(r["arrival_mid"])
@@ -37,9 +41,11 @@ def measures(o: dict, path: MarketPath, tick: Decimal, taker_fee: float) -> dict
     spent = sign * (avg - mid0) * filled + fees
     rest = (req - filled) * (sign * (worst - mid0) + taker_fee * worst)
     ttf = r["time_to_fill_s"]
+    overrun = None if ttf is None else max(0.0, ttf - o["window_s"]) * 1e3
     m.update(cost=r["shortfall_bps"], all_in=(spent + rest) / (mid0 * req) * 1e4, filled=filled,
-             maker=(r["maker_share"] or 0.0) * filled, marks=r["markouts_bps"], ttf=ttf,
-             complete=bool(r["complete"]) and ttf is not None and ttf <= o["window_s"] + o["round_trip_s"] + 1e-3)
+             maker=(r["maker_share"] or 0.0) * filled, marks=r["markouts_bps"], ttf=ttf, overrun_ms=overrun,
+             filled_all=bool(r["complete"]),
+             complete=bool(r["complete"]) and overrun is not None and overrun <= o["round_trip_s"] * 1e3 + 1e-6)
     if o["kind"] == INFORMED:
         mid_h = path.mid_at(o["time_ns"] + int(o["horizon_s"] * SEC)) * float(tick)
         m["edge_num"] = (sign * (mid_h - avg) * filled - fees) / (mid0 * req) * 1e4
@@ -81,6 +87,8 @@ def summarise(ms: list[dict], seed: int = 0) -> dict:
         "mean_all_in_bps": _r(np.mean(all_in)) if all_in else None,
         "ci95_all_in_bps": [_r(x) for x in bootstrap(all_in, seed=seed)],
         "completion_rate": _r(np.mean([m["complete"] for m in ms]) if ms else float("nan"), 4),
+        "fill_rate": _r(np.mean([m["filled_all"] for m in ms]) if ms else float("nan"), 4),
+        "max_overrun_ms": _r(max((m["overrun_ms"] for m in ok if m["overrun_ms"] is not None), default=0.0), 1),
         "time_to_fill_s": {"median": _r(np.median([m["ttf"] for m in ok if m["ttf"] is not None])) if ok else None,
                            "mean": _r(np.mean([m["ttf"] for m in ok if m["ttf"] is not None])) if ok else None},
         "maker_share": _r(sum(m["maker"] for m in ok) / filled, 4) if filled else None,

@@ -80,8 +80,13 @@ def test_too_small_an_intent_is_refused_with_the_minimum():
 
 
 def test_replay_is_deterministic_for_a_seed():
-    reqs = ((10, "long btc 0.5 20s max 8bps", "ladder"), (60, "short btc 0.8 20s", "auto"))
-    a = [r.report for r in replay(*reqs, seed=3, entry_latency="uniform:1:9")[1]]
-    b = [r.report for r in replay(*reqs, seed=3, entry_latency="uniform:1:9")[1]]
-    c = [r.report for r in replay(*reqs, seed=4, entry_latency="uniform:1:9")[1]]
-    assert a == b and a != c
+    reqs = ((10, "long btc 0.5 20s max 8bps", "ladder"), (60, "short btc 0.8 20s", "auto"),
+            (100, "long btc 0.3 10s", "immediate"))           # a taker: its fill time carries the entry latency
+
+    def outcome(seed: int):
+        rp, runs = replay(*reqs, seed=seed, entry_latency="uniform:1:9")
+        return [r.report for r in runs], [(f.time_ns, f.price_ticks, f.qty_lots) for f in rp.ex.fills("replay")]
+
+    (a, fills_a), (b, fills_b), (_, fills_c) = outcome(3), outcome(3), outcome(4)
+    assert a == b and fills_a == fills_b                     # same seed: the same replay to the nanosecond
+    assert [t for t, _, _ in fills_a] != [t for t, _, _ in fills_c]   # another seed draws other latencies

@@ -1,0 +1,124 @@
+"""``tapeshot eval``: the engine's algorithms against the baselines on real recordings (see docs/eval.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+
+from engine.errors import ConfigError
+from engine.eval.data import SHARED, VALIDATION_FILES, dataset
+from engine.eval.experiments import EXPERIMENTS, Settings
+from engine.eval.runner import EVAL_ALGOS
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``eval`` on the ``tapeshot`` sub-command parser."""
+    p = subparsers.add_parser("eval", help="replay recordings and compare our algorithms with the baselines",
+                              description=__doc__)
+    p.add_argument("--data", nargs="+", action="append", metavar="FILE",
+                   help="the files of one recording, in order; repeat --data for more recordings "
+                        "(default: the 2024-07 BTCUSDT and ETHUSDT validation sets)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--intents", type=int, default=40, metavar="N",
+                   help="N uninformed and N informed intents per recording (default 40)")
+    g.add_argument("--intents-file", metavar="F", help="intents written by --save-intents (one recording only)")
+    p.add_argument("--save-intents", metavar="F", help="write the generated intents (one recording only)")
+    p.add_argument("--seed", type=int, default=0, help="seed of intents, latency draws and bootstrap (default 0)")
+    p.add_argument("--latency", default="fixed:1", metavar="MODEL",
+                   help="latency of the main comparison: one model for feed, entry and ack (fixed:<ms>, "
+                        "uniform:<lo>:<hi>) or three separated by commas (default fixed:1)")
+    p.add_argument("--horizon", type=float, default=30.0, help="informed intents' horizon H, s (default 30)")
+    p.add_argument("--latencies", default="0,1,5,20,100", help="latency sweep, ms (default 0,1,5,20,100)")
+    p.add_argument("--skip", default="", help=f"comma-separated experiments to skip: {','.join(EXPERIMENTS)}")
+    p.add_argument("--algos", default=",".join(EVAL_ALGOS), help="algorithms to compare (default: all six)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes (default: CPUs)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--plot", metavar="DIR", help="write PNG charts into DIR")
+    p.add_argument("--save-json", metavar="F", help="also write the --json object to F")
+    p.add_argument("--tune", action="store_true", help="grid-search thresholds on the given (development) data "
+                                                       "and print them; refuses validation sets")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    lat = [x.strip() for x in args.latency.split(",")]
+    if len(lat) not in (1, 3):
+        raise ConfigError("--latency takes one model or three (feed,entry,ack)")
+    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
+    unknown = [a for a in algos if a not in EVAL_ALGOS]
+    skip = {x.strip() for x in args.skip.split(",") if x.strip()}
+    if unknown or skip - set(EXPERIMENTS):
+        raise ConfigError(f"unknown algorithm or experiment: {sorted(set(unknown) | (skip - set(EXPERIMENTS)))}")
+    if args.intents < 1 or args.workers < 1:
+        raise ConfigError("--intents and --workers must be >= 1")
+    try:
+        lats = tuple(float(x) for x in args.latencies.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"bad --latencies {args.latencies!r}") from None
+    if "bars" not in skip and "sniper" not in algos:
+        skip.add("bars")
+    return Settings(n_intents=args.intents, seed=args.seed, latency=tuple(lat * 3 if len(lat) == 1 else lat),
+                    horizon_s=args.horizon, workers=args.workers, algos=algos, latencies_ms=lats,
+                    experiments=frozenset(EXPERIMENTS) - skip)
+
+
+def _recordings(args: argparse.Namespace) -> list[list[str]]:
+    if args.data:
+        return args.data
+    return [[str(SHARED / f) for f in pair] for pair in VALIDATION_FILES]
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from engine.eval import intents as intents_mod
+    from engine.eval.experiments import evaluate
+    from engine.eval.report import document, text
+
+    s = _settings(args)
+    sets = [dataset(files) for files in _recordings(args)]
+    if args.tune:
+        return _tune(sets, s)
+    if (args.intents_file or args.save_intents) and len(sets) != 1:
+        raise ConfigError("--intents-file / --save-intents work with one recording")
+    given = intents_mod.load(args.intents_file) if args.intents_file else None
+    results = []
+    for ds in sets:
+        print(f"evaluating {ds.label} ...", file=sys.stderr, flush=True)
+        path = None
+        if args.save_intents:
+            from engine.eval.data import market_path
+
+            path = market_path(ds.files)
+            given = intents_mod.generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s)
+            intents_mod.save(given, args.save_intents)
+        results.append(evaluate(ds, s, given, path))
+    if args.plot:
+        from engine.eval.plots import write_all
+
+        for p in write_all(results, args.plot):
+            print(f"wrote {p}", file=sys.stderr)
+    doc = orjson.dumps(document(results, s), option=orjson.OPT_SERIALIZE_NUMPY)
+    if args.save_json:
+        Path(args.save_json).write_bytes(doc + b"\n")
+    if args.json:
+        sys.stdout.write(doc.decode() + "\n")
+    else:
+        print(text(results, s))
+    return 0
+
+
+def _tune(sets, s: Settings) -> int:
+    from engine.eval.tune import tune
+
+    if len(sets) != 1:
+        raise ConfigError("--tune takes one (development) recording")
+    params = tune(sets[0], replace(s, experiments=frozenset()), log=lambda m: print(m, file=sys.stderr))
+    sys.stdout.write(orjson.dumps({"set": sets[0].label, "files": [Path(f).name for f in sets[0].files],
+                                   "seed": s.seed, "intents_per_kind": s.n_intents, "params": params},
+                                  option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0

@@ -1,0 +1,178 @@
+"""tapeshot eval on the bundled real tape: intents, passes, no look-ahead, bars, statistics, JSON and plots."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import math
+from dataclasses import replace
+
+import numpy as np
+import orjson
+import pytest
+
+from engine.eval import intents as im
+from engine.eval.bars import BarFeed
+from engine.eval.cli import add_parser
+from engine.eval.data import MS, SEC, dataset, market_path
+from engine.eval.experiments import Settings, evaluate
+from engine.eval.report import document, text
+from engine.eval.runner import EvalReplay, Job, make_factory, run_job
+from engine.eval.stats import bootstrap, summarise
+from engine.feed.recording import sample_path
+from strategies.sniper import Sniper
+
+SAMPLE = (str(sample_path()),)
+KEYS = ("n_intents", "mean_cost_bps", "median_cost_bps", "ci95_bps", "completion_rate", "maker_share", "edge_kept")
+FAST = Settings(n_intents=3, seed=5, workers=1, algos=("immediate", "sniper"), experiments=frozenset())
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return dataset(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def path(ds):
+    return market_path(ds.files)
+
+
+@pytest.fixture(scope="module")
+def result(ds, path):
+    return evaluate(ds, FAST, path=path)
+
+
+def test_intents_are_deterministic_per_seed_and_sized_inside_the_tape(path):
+    a, b, c = (im.generate(path, 4, 4, seed) for seed in (1, 1, 2))
+    assert a == b and a != c
+    for it in a:
+        assert path.t[0] + im.LEAD_S * SEC <= it.time_ns and it.busy_until_ns <= path.end_ns
+        assert im.MIN_WINDOW_S <= it.window_s <= im.MAX_WINDOW_S and float(it.qty) > 0
+        assert it.intent(path.symbol).window_s == it.window_s              # the engine's own grammar reads it
+
+
+def test_informed_sides_match_the_realised_mid_move(path):
+    informed = [i for i in im.generate(path, 0, 12, 3) if i.kind == im.INFORMED]
+    assert len(informed) == 12
+    for it in informed:
+        move = path.mid_at(it.time_ns + int(it.horizon_s * SEC)) - path.mid_at(it.time_ns)
+        assert move != 0 and it.sign == (1 if move > 0 else -1)
+        assert it.window_s <= it.horizon_s
+
+
+def test_passes_never_overlap_and_keep_every_intent(path):
+    intents = im.generate(path, 6, 6, 4)
+    passes = im.pack(intents)
+    assert sorted(i.id for p in passes for i in p) == sorted(i.id for i in intents)
+    for p in passes:
+        for x, y in itertools.pairwise(p):
+            assert x.busy_until_ns <= y.time_ns
+
+
+def test_evaluation_is_deterministic_and_accounts_for_every_intent(ds, path, result):
+    again = evaluate(ds, FAST, path=path)
+    assert again["measures"] == result["measures"] and again["algos"] == result["algos"]
+    for algo in FAST.algos:
+        ms = result["measures"][f"main/{algo}"]
+        assert sorted(m["id"] for m in ms) == list(range(2 * FAST.n_intents))
+        assert all(m["ok"] for m in ms)
+        assert result["algos"][algo]["n_intents"] == 2 * FAST.n_intents
+    imm = result["algos"]["immediate"]
+    assert imm["completion_rate"] == 1.0 and imm["maker_share"] == 0.0 and imm["mean_cost_bps"] > 4.9  # taker fee
+
+
+def test_bootstrap_interval_contains_the_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, 50)
+    lo, hi = bootstrap(x, seed=1)
+    assert lo < x.mean() < hi and bootstrap(x, seed=1) == (lo, hi)
+    sm = summarise([{"id": i, "kind": "uninformed", "ok": True, "cost": v, "all_in": v, "complete": True,
+                     "filled_all": True, "overrun_ms": 0.0, "ttf": 1.0, "filled": 1.0, "maker": 0.0, "marks": {},
+                     "edge_num": None, "edge_den": None} for i, v in enumerate(x)])
+    assert sm["ci95_bps"][0] <= sm["mean_cost_bps"] <= sm["ci95_bps"][1]
+
+
+class Probe(Sniper):
+    """A sniper that records what it was shown at every call."""
+
+    seen: list
+
+    def step(self, sf, now):
+        self.seen.append((now, sf.last_event_ns, sf.timing.py_score(self.spec.side, now)))
+        return super().step(sf, now)
+
+
+def probe_factory(seen: list):
+    inner = make_factory({})
+
+    def factory(name, spec, sf, now, new_id):
+        algo = Probe(spec, new_id)
+        algo.seen = seen
+        return (algo, name) if name == "sniper" else inner(name, spec, sf, now, new_id)
+    return factory
+
+
+def test_no_algorithm_sees_a_message_before_its_exchange_time_plus_feed_latency(ds, path):
+    seen: list = []
+    intents = tuple(i for i in im.generate(path, 3, 0, 7))
+    job = Job(ds.files, ds.symbol, "sniper", intents[:1], ("fixed:5", "fixed:2", "fixed:2"))
+    [out] = run_job(job, probe_factory(seen))
+    assert out["report"] is not None and len(seen) > 10
+    assert all(last + 5 * MS <= now for now, last, _ in seen)
+
+
+def test_bars_change_only_at_bar_boundaries(ds, path):
+    seen: list = []
+    it = im.generate(path, 1, 0, 8)[0]
+    it = replace(it, window_s=30, max_bps=0.5)              # a tight cap: the sniper waits and keeps reading
+    job = Job(ds.files, ds.symbol, "sniper", (it,), bar_ns=100 * MS)
+    [out] = run_job(job, probe_factory(seen))
+    assert out["report"] is not None and len(seen) > 50
+    by_bar: dict[int, set] = {}
+    for now, _, score in seen:
+        by_bar.setdefault(now // (100 * MS), set()).add(score)
+    assert all(len(v) == 1 for v in by_bar.values())            # constant inside a bar
+    assert len({next(iter(v)) for v in by_bar.values()}) > 1     # and it does move between bars
+
+
+def test_bar_feed_samples_the_kernel_at_the_boundary(ds):
+    from engine.config import Config
+    from engine.venues.sim import SimConfig
+    from engine.venues.sim.tape import load_tape
+
+    rp = EvalReplay(load_tape(list(ds.files)), SimConfig(), Config(), make_factory({}), bar_ns=SEC)
+    assert isinstance(rp.feed, BarFeed)
+    rp.run([])
+    bt = rp.feed[ds.symbol].timing
+    assert bt.samples > 100 and bt.bar * SEC <= rp.now
+
+
+def test_json_document_has_the_keys_and_names_the_data(result):
+    doc = orjson.loads(orjson.dumps(document([result], FAST)))
+    for algo in FAST.algos:
+        assert all(k in doc[algo] for k in KEYS)
+        lo, hi = doc[algo]["ci95_bps"]
+        assert lo <= doc[algo]["mean_cost_bps"] <= hi
+    assert doc["data"]["seed"] == FAST.seed
+    assert doc["data"]["sets"][0]["files"] == ["usdm_btcusdt_sample.gz"]
+    assert "BTCUSDT 2023-04-04" in text([result], FAST)
+
+
+def test_cli_json_and_plots(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--data", *SAMPLE, "--intents", "2", "--seed", "3", "--algos",
+                              "immediate,sniper", "--latencies", "0,5", "--skip", "ablation,cost", "--workers", "1",
+                              "--json", "--plot", str(tmp_path)])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        assert args.func(args) == 0
+    doc = orjson.loads(buf.getvalue())
+    assert doc["sniper"]["n_intents"] == 4 and not math.isnan(doc["immediate"]["mean_cost_bps"])
+    sweep = doc["sets"]["BTCUSDT 2023-04-04 (other)"]["latency_sweep"]["sniper"]
+    assert [p["latency_ms"] for p in sweep] == [0, 5]
+    for name in ("shortfall.png", "latency.png", "bars.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
