@@ -36,6 +36,7 @@ from engine.metrics import HISTOGRAMS
 from engine.venues.binance import codes
 from engine.venues.binance.limiter import RateLimiter
 from engine.venues.binance.signing import encode_value
+from engine.venues.binance.streams import reconnect_forever
 from engine.venues.binance.wsapi import WsApi
 
 log = logging.getLogger(__name__)
@@ -126,23 +127,7 @@ class PicowsMarketStream:
 
     async def run(self) -> None:
         """Connect, deliver, reconnect with backoff (doubling, reset after a healthy minute) until ``close``."""
-        delay = self.backoff_s
-        while not self._stop:
-            started = time.monotonic()
-            try:
-                await self._connection()
-            except _CONNECT_ERRORS as exc:
-                log.warning("%s: connection failed: %s", type(self).__name__, type(exc).__name__)
-            finally:
-                self._transport = None
-                self.connected.clear()
-            if self._stop:
-                break
-            self.disconnects += 1
-            if time.monotonic() - started > 60:
-                delay = self.backoff_s
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_backoff_s)
+        await reconnect_forever(self, self._connection, _CONNECT_ERRORS, lambda: setattr(self, "_transport", None))
 
     async def _connection(self) -> None:
         """One connection from connect to disconnect."""
@@ -242,12 +227,7 @@ class PicowsWsApi(WsApi):
         if transport is not self._transport and self._transport is not None:
             return
         self._transport = None
-        self.drops += 1
-        err = VenueServerError(codes.DISCONNECTED, "WebSocket API connection lost: outcome unknown")
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self._pending.clear()
+        self._fail_pending()
         self._sent_ns.clear()
 
     def signed(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,30 @@ MAINNET_WS = "wss://fstream.binance.com"
 TESTNET_WS = "wss://stream.binancefuture.com"
 
 
+async def reconnect_forever(stream, connect_once, errors: tuple[type[BaseException], ...],
+                            on_down=None) -> None:
+    """Run ``connect_once`` until ``stream._stop``; after each drop wait ``stream.backoff_s``, doubling to
+    ``stream.max_backoff_s`` and back to the start after a connection that lived a healthy minute."""
+    delay = stream.backoff_s
+    while not stream._stop:
+        started = time.monotonic()
+        try:
+            await connect_once()
+        except errors as exc:
+            log.warning("%s: connection failed: %s", type(stream).__name__, type(exc).__name__)
+        finally:
+            if on_down is not None:
+                on_down()
+            stream.connected.clear()
+        if stream._stop:
+            break
+        stream.disconnects += 1
+        if time.monotonic() - started > 60:
+            delay = stream.backoff_s
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, stream.max_backoff_s)
+
+
 class _Reconnecting:
     """Shared connect/backoff loop; subclasses say what URL to open and what to do with each message."""
 
@@ -47,29 +71,16 @@ class _Reconnecting:
         """Called after each successful connect, before the first message is read."""
 
     async def run(self) -> None:
-        delay = self.backoff_s
-        while not self._stop:
-            started = time.monotonic()
-            try:
-                async with self.session.ws_connect(await self.url(), heartbeat=30, max_msg_size=0,
-                                                   autoping=True) as ws:
-                    self._ws = ws
-                    self.connects += 1
-                    await self.on_open()
-                    self.connected.set()
-                    await self._read(ws)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                log.warning("%s: connection failed: %s", type(self).__name__, type(exc).__name__)
-            finally:
-                self._ws = None
-                self.connected.clear()
-            if self._stop:
-                break
-            self.disconnects += 1
-            if time.monotonic() - started > 60:
-                delay = self.backoff_s
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_backoff_s)
+        await reconnect_forever(self, self._connection, (TimeoutError, aiohttp.ClientError, OSError),
+                                lambda: setattr(self, "_ws", None))
+
+    async def _connection(self) -> None:
+        async with self.session.ws_connect(await self.url(), heartbeat=30, max_msg_size=0, autoping=True) as ws:
+            self._ws = ws
+            self.connects += 1
+            await self.on_open()
+            self.connected.set()
+            await self._read(ws)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:

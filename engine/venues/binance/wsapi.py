@@ -67,12 +67,16 @@ class WsApi:
                 elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
                     break
         finally:
-            self.drops += 1
-            err = VenueServerError(codes.DISCONNECTED, "WebSocket API connection lost: outcome unknown")
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(err)
-            self._pending.clear()
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """The connection dropped: every request in flight fails with an unknown outcome (the OMS queries)."""
+        self.drops += 1
+        err = VenueServerError(codes.DISCONNECTED, "WebSocket API connection lost: outcome unknown")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
 
     def _answer(self, msg: dict) -> None:
         for rl in msg.get("rateLimits") or ():
