@@ -20,6 +20,18 @@ from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET, SimVen
 CREDS = Credentials(DEFAULT_API_KEY, Secret(DEFAULT_API_SECRET))
 
 
+def ed25519_keypair() -> tuple[bytes, bytes]:
+    """A fresh Ed25519 key pair as (private PEM, public PEM), as Binance's key generator makes them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    priv = Ed25519PrivateKey.generate()
+    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = priv.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, pub
+
+
 async def wait_for(pred, timeout: float = 20.0, step: float = 0.01) -> None:
     """Poll ``pred`` until true (real sockets: things take the time they take), failing after ``timeout``."""
     loop = asyncio.get_running_loop()

@@ -139,15 +139,10 @@ def test_authentication_failures():
 
 
 def test_ed25519_keys_over_rest_and_the_websocket_api():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from engine.venues.binance.wsapi import WsApi
+    from tests.integration.conftest import ed25519_keypair
 
-    priv = Ed25519PrivateKey.generate()
-    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-    pub = priv.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem, pub = ed25519_keypair()
 
     async def main():
         async with stack(speed=5, ed25519_public_pem=pub) as st:

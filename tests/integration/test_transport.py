@@ -318,15 +318,10 @@ def test_submit_now_moves_orders_as_submit_does_and_falls_back_to_rest_when_noth
 
 
 def test_picows_ws_api_signs_with_ed25519_keys_too():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from engine.keys import Credentials, Secret
+    from tests.integration.conftest import ed25519_keypair
 
-    priv = Ed25519PrivateKey.generate()
-    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-    pub = priv.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem, pub = ed25519_keypair()
 
     async def main():
         async with stack(speed=5, ed25519_public_pem=pub) as st:
