@@ -13,6 +13,7 @@ from engine.feed.live import MarketData
 from engine.feed.recording import sample_path
 from engine.keys import Credentials, Secret
 from engine.venues.binance.rest import BinanceRest
+from engine.venues.binance.streams import UserStream
 from engine.venues.binance.wsapi import WsApi
 from engine.venues.sim import SimConfig, SimExchange
 from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET, SimVenue, SimVenueConfig
@@ -53,11 +54,21 @@ class Stack:
         self.feed = make_feed(list(venue.ex.instruments.values()))
         self.md = MarketData(self.feed, self.rest, venue.ws_url, session)
         self.tasks: list[asyncio.Task] = []
+        self.users: list[UserStream] = []
 
     async def start_market(self) -> None:
         self.tasks.append(asyncio.create_task(self.md.run()))
 
+    def start_user(self, events: list[dict]) -> UserStream:
+        """The user data stream, every event appended to ``events``; closed with the stack."""
+        user = UserStream(self.venue.ws_url, self.rest, self.session, events.append)
+        self.tasks.append(asyncio.create_task(user.run()))
+        self.users.append(user)
+        return user
+
     async def close(self) -> None:
+        for user in self.users:
+            await user.close()
         await self.md.close()
         await self.ws_api.close()
         for t in self.tasks:

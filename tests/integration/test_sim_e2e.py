@@ -12,7 +12,6 @@ from engine.keys import Credentials, Secret
 from engine.loop import run
 from engine.venues.binance import codes
 from engine.venues.binance.rest import BinanceRest
-from engine.venues.binance.streams import UserStream
 from tests.integration.conftest import stack, wait_for
 
 
@@ -36,8 +35,7 @@ def test_orders_over_rest_and_websocket_api_with_user_events():
     async def main():
         async with stack(speed=5) as st:
             events: list[dict] = []
-            user = UserStream(st.venue.ws_url, st.rest, st.session, events.append)
-            st.tasks.append(asyncio.create_task(user.run()))
+            user = st.start_user(events)
             await st.start_market()
             sf = st.feed["BTCUSDT"]
             await wait_for(lambda: sf.synced and user.connected.is_set(), 20)
@@ -83,7 +81,6 @@ def test_orders_over_rest_and_websocket_api_with_user_events():
             assert any(e.get("e") == "ACCOUNT_UPDATE" for e in events)
             fills = await st.rest.user_trades("BTCUSDT")
             assert sorted(f["id"] for f in fills) == sorted(int(t["t"]) for t in trades)
-            await user.close()
 
     run(main())
 

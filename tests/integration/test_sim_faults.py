@@ -11,7 +11,6 @@ import pytest
 from engine.errors import VenueClientError, VenueServerError
 from engine.loop import run
 from engine.venues.binance import codes
-from engine.venues.binance.streams import UserStream
 from engine.venues.sim.auth import Limits
 from tests.integration.conftest import stack, wait_for
 
@@ -109,8 +108,7 @@ def test_duplicated_user_events_arrive_twice():
     async def main():
         async with stack(speed=5) as st:
             events: list[dict] = []
-            user = UserStream(st.venue.ws_url, st.rest, st.session, events.append)
-            st.tasks.append(asyncio.create_task(user.run()))
+            user = st.start_user(events)
             await st.start_market()
             await wait_for(lambda: st.feed["BTCUSDT"].synced and user.connected.is_set(), 20)
             await fault(st, duplicate_user=100)
@@ -121,7 +119,6 @@ def test_duplicated_user_events_arrive_twice():
             await wait_for(lambda: len(trades()) >= 2, 10)
             ids = [t["o"]["t"] for t in trades()]
             assert len(ids) == 2 * len(set(ids))                           # every fill event twice
-            await user.close()
 
     run(main())
 
