@@ -285,7 +285,7 @@ class _OrderRig:
                                 lambda o, f: answered[o.client_order_id].set() if o.state.final else None,
                                 rest.now_ms)
         node.ws_api, node.journal = ws_api, journal
-        li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", inst=inst,
+        li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", inst=inst, sf=sf,
                         tracker=SimpleNamespace(orders=[]))
         return cls(node, li, _write_clock(ws_api), answered)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -59,6 +60,7 @@ class LiveIntent:
     report: dict | None = None
     finals_sent: set[str] = field(default_factory=set)
     inst: Instrument | None = None
+    sf: Any = None                        # the symbol's ext.feed.SymbolFeed
     tick_f: float = 0.0                   # tick and step as floats, for the order path's risk check
     step_f: float = 0.0
 
@@ -74,6 +76,7 @@ class Node:
         self.venue = None                      # the embedded SimVenue, when we run one
         self.instruments: dict[str, Instrument] = {}
         self.risk = RiskGateway(self.cfg.risk)
+        self._stale_ns = self.cfg.feed.stale_ms * MS
         self.killswitch = KillSwitch(self.cfg.risk)
         self.intents: dict[str, LiveIntent] = {}
         self.active: dict[str, list[LiveIntent]] = {}
@@ -232,33 +235,31 @@ class Node:
                 self._spawn(self.oms.cancel(act.cid))
 
     def _place(self, li: LiveIntent, act: Place) -> None:
-        """Risk, then the order goes out synchronously: its bytes are on the socket when this returns."""
+        """Risk, then the order goes out synchronously: its bytes are on the socket when this returns. The
+        check and the request are C (``ext.orders``); the ``Order`` and its journal rows follow the write."""
         decision_ns = time.monotonic_ns()
         inst = li.inst
-        sf = self.feed[inst.symbol]
+        sf = li.sf
         buy = act.side == BUY
-        side = "BUY" if buy else "SELL"
-        tick, step = li.tick_f, li.step_f
-        now = self.now()
-        try:
-            self.risk.open_orders = self.oms.open_count
-            self.risk.check_fast(inst.symbol, buy, act.qty * step, None if act.price is None else act.price * tick,
-                                 sf.book.mid * tick, float(self.oms.positions.get(inst.symbol).qty),
-                                 act.reduce_only, sf.synced, sf.is_stale(now, self.cfg.feed.stale_ms * MS),
-                                 sf.book.crossed)
-        except RiskRefused as exc:
+        now = self.clock()
+        position = self.oms.positions.qty_f(inst.symbol)
+        code = self.risk.core.check_order(sf, buy, act.qty, act.price or 0, li.tick_f, li.step_f, position,
+                                          act.reduce_only, self.oms.open_count, now, self._stale_ns)
+        if code:
+            exc = self.risk.refusal(code, inst.symbol, buy, act.qty * li.step_f,
+                                    None if act.price is None else act.price * li.tick_f, sf.book.mid * li.tick_f,
+                                    position)
             self._emit(li, "error", f"order refused: {exc}")
             self._route(li, li.algo.on_order(OrderUpdate(act.cid, "REJECTED", final=True), sf, now))
             return
-        qty = inst.lots_to_qty(act.qty)
-        price = inst.ticks_to_price(act.price) if act.price is not None else None
-        order = Order(act.cid, inst.symbol, side, "LIMIT" if price is not None else "MARKET", qty, price,
-                      act.tif if price is not None else None, reduce_only=act.reduce_only, intent_id=li.id,
-                      purpose="exit" if li.intent.kind is IntentKind.EXIT else "entry")
+        tif = act.tif if act.price is not None else None
+        self.oms.place_now(inst, buy, act.qty, act.price, tif, act.reduce_only, act.cid, intent_id=li.id,
+                           purpose="exit" if li.intent.kind is IntentKind.EXIT else "entry",
+                           decision_ns=decision_ns).add_done_callback(_log_task_error)
         li.tracker.orders.append(act.cid)
-        self.oms.submit_now(order, decision_ns).add_done_callback(_log_task_error)
         if act.tag in ("snipe", "deadline", "now"):
-            self._emit(li, "fired", f"{act.tag}: {side} {qty} up to {price}")
+            self._emit(li, "fired", f"{act.tag}: {'BUY' if buy else 'SELL'} {inst.lots_to_qty(act.qty)} up to "
+                                    f"{None if act.price is None else inst.ticks_to_price(act.price)}")
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -334,7 +335,7 @@ class Node:
             pos_lots = -pos_lots
         rtt = int(self.cfg.execution.round_trip_ms * MS)
         spec = make_spec(intent, inst, arrival, pos_lots, rtt, self.cfg.engine.timer_ms * MS)
-        li = LiveIntent(self._new_intent_id(), intent, source, user, inst=inst)
+        li = LiveIntent(self._new_intent_id(), intent, source, user, inst=inst, sf=sf)
         seq = itertools.count(1)
         algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}")
         li.algo, li.tracker = algo, Tracker(spec, arrival, algo.name)
@@ -546,7 +547,7 @@ class Node:
         spec = Spec(inst.symbol, d["side"], inst.qty_to_lots(left), d["arrival_ns"], d["deadline_ns"], d["cap"],
                     d["complete"], d["reduce_only"], rtt, d["limit"], min_order_lots(inst, d["mid_ticks"]),
                     self.cfg.engine.timer_ms * MS)
-        li = LiveIntent(iid, resumed_intent(row, left), d.get("source", ""), d.get("user", ""), inst=inst)
+        li = LiveIntent(iid, resumed_intent(row, left), d.get("source", ""), d.get("user", ""), inst=inst, sf=sf)
         seq = itertools.count(1)
         li.algo, _ = make_algo(d["algo"] if d["algo"] in ALGORITHMS else "sniper", spec, sf, self.now(),
                                lambda: f"{iid}-r{self._run_id[-4:]}-{next(seq)}")

@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
 from engine.errors import ConfigError, RiskRefused
+from ext.orders import RISK_REASONS, RiskCore
 
 
 class TradingState(StrEnum):
@@ -57,21 +57,34 @@ class OrderCheck:
     reduce_only: bool = False
 
 
-@dataclass
 class RiskGateway:
-    cfg: RiskConfig = field(default_factory=RiskConfig)
-    state: TradingState = TradingState.ACTIVE
-    open_orders: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
-    _sent: deque = field(default_factory=deque)
+    """The pre-trade gate every order passes; the checks themselves run in C (``ext.orders.RiskCore``).
 
-    def __post_init__(self) -> None:
-        self._max_order = float(self.cfg.max_order_notional)
-        self._max_position = float(self.cfg.max_position_notional)
+    ``state`` and ``open_orders`` are read by the checks; ``refused`` counts refusals by reason."""
 
-    def _refuse(self, reason: str, detail: str) -> None:
-        self.refused[reason] = self.refused.get(reason, 0) + 1
-        raise RiskRefused(reason, detail)
+    def __init__(self, cfg: RiskConfig | None = None) -> None:
+        self.cfg = cfg = cfg or RiskConfig()
+        self.core = RiskCore(float(cfg.max_order_notional), float(cfg.max_position_notional), cfg.max_open_orders,
+                             cfg.price_band_bps, cfg.max_orders_per_10s)
+        self._state = TradingState.ACTIVE
+        self.refused: dict[str, int] = {}
+
+    @property
+    def state(self) -> TradingState:
+        return self._state
+
+    @state.setter
+    def state(self, value: TradingState) -> None:
+        self._state = TradingState(value)
+        self.core.state = _STATES.index(self._state)
+
+    @property
+    def open_orders(self) -> int:
+        return self.core.open_orders
+
+    @open_orders.setter
+    def open_orders(self, value: int) -> None:
+        self.core.open_orders = value
 
     def check(self, o: OrderCheck, book_health: dict | None = None, now_s: float | None = None) -> None:
         """Raise RiskRefused unless this order may go now; on success count it against the order rate."""
@@ -84,42 +97,49 @@ class RiskGateway:
                    position: float, reduce_only: bool, synced: bool = True, stale: bool = False,
                    crossed: bool = False, now_s: float | None = None) -> None:
         """``check`` on plain floats, for the order path: thresholds need no exact decimals (the OMS keeps the
-        accounting exact), and Decimal arithmetic was a fifth of the decision-to-wire time."""
+        accounting exact). A refusal raises ``RiskRefused`` with its reason and the numbers behind it."""
+        code = self.core.check(buy, qty, _NAN if price is None else price, _NAN if mid is None else mid, position,
+                               reduce_only, synced, stale, crossed, time.monotonic() if now_s is None else now_s)
+        if code:
+            raise self.refusal(code, symbol, buy, qty, price, mid, position)
+
+    def refusal(self, code: int, symbol: str, buy: bool, qty: float, price: float | None, mid: float | None,
+                position: float) -> RiskRefused:
+        """The ``RiskRefused`` for a ``RiskCore`` code (counted in ``refused``), with the numbers behind it."""
+        reason = RISK_REASONS[code]
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        return RiskRefused(reason, self._detail(reason, symbol, buy, qty, price, mid, position))
+
+    def _detail(self, reason: str, symbol: str, buy: bool, qty: float, price: float | None, mid: float | None,
+                position: float) -> str:
         cfg = self.cfg
-        reduces = reduce_only or (position > 0 and not buy and qty <= position) or \
-            (position < 0 and buy and qty <= -position)
-        if self.state is TradingState.HALTED:
-            self._refuse("halted", "trading is halted (kill switch); /resume to trade again")
-        if self.state is TradingState.REDUCING and not reduces:
-            self._refuse("reducing", "only position-reducing orders are allowed now")
-        if not synced:
-            self._refuse("book_unsynced", f"{symbol} book is resyncing")
-        if stale:
-            self._refuse("book_stale", f"{symbol} book has not updated for {cfg.stale_ms} ms")
-        if crossed:
-            self._refuse("book_crossed", f"{symbol} book is crossed")
         ref = price if price is not None else mid
-        if ref is None:
-            self._refuse("no_price", f"{symbol}: no price to value the order")
-        notional = qty * ref
-        if notional > self._max_order:
-            self._refuse("order_notional", f"{notional:.0f} USDT > {cfg.max_order_notional} per order")
-        after = position + (qty if buy else -qty)
-        if not reduces and abs(after) * ref > self._max_position:
-            self._refuse("position_notional", f"position would be {abs(after) * ref:.0f} USDT "
-                                              f"> {cfg.max_position_notional}")
-        if price is not None and mid:
-            band = abs(price - mid) / mid * 10_000
-            if band > cfg.price_band_bps:
-                self._refuse("price_band", f"price {price} is {band:.0f} bps from the mid {mid}")
-        if self.open_orders >= cfg.max_open_orders:
-            self._refuse("open_orders", f"{self.open_orders} open orders")
-        now = time.monotonic() if now_s is None else now_s
-        while self._sent and now - self._sent[0] > 10:
-            self._sent.popleft()
-        if len(self._sent) >= cfg.max_orders_per_10s:
-            self._refuse("order_rate", f"{len(self._sent)} orders in 10 s")
-        self._sent.append(now)
+        if reason == "halted":
+            return "trading is halted (kill switch); /resume to trade again"
+        if reason == "reducing":
+            return "only position-reducing orders are allowed now"
+        if reason == "book_unsynced":
+            return f"{symbol} book is resyncing"
+        if reason == "book_stale":
+            return f"{symbol} book has not updated for {cfg.stale_ms} ms"
+        if reason == "book_crossed":
+            return f"{symbol} book is crossed"
+        if reason == "no_price":
+            return f"{symbol}: no price to value the order"
+        if reason == "order_notional":
+            return f"{qty * ref:.0f} USDT > {cfg.max_order_notional} per order"
+        if reason == "position_notional":
+            after = position + (qty if buy else -qty)
+            return f"position would be {abs(after) * ref:.0f} USDT > {cfg.max_position_notional}"
+        if reason == "price_band":
+            return f"price {price} is {abs(price - mid) / mid * 10_000:.0f} bps from the mid {mid}"
+        if reason == "open_orders":
+            return f"{self.open_orders} open orders"
+        return f"{self.core.orders_in_window} orders in 10 s"
+
+
+_STATES = (TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED)
+_NAN = float("nan")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from engine.errors import StateError, VenueClientError, VenueError, VenueServerE
 from engine.metrics import HISTOGRAMS
 from engine.model import Instrument
 from engine.oms.journal import Journal
-from engine.oms.orders import VENUE_STATUS, Fill, Order, OState, Trigger
+from engine.oms.orders import FINAL_STATES, VENUE_STATUS, Fill, Order, OState, Trigger
 from engine.oms.positions import Book
 from engine.venues.binance import codes
 from engine.venues.binance.gateway import OrderGateway
@@ -55,9 +55,17 @@ class OrderManager:
 
     @property
     def open_count(self) -> int:
-        final = [cid for cid in self._live if self.orders[cid].state.final]
-        self._live.difference_update(final)
-        return sum(1 for cid in self._live if self.orders[cid].state.open)
+        """Orders sent and not final (one loop over the few live orders: it runs before every order)."""
+        orders, n, done = self.orders, 0, None
+        for cid in self._live:
+            state = orders[cid].state
+            if state in FINAL_STATES:
+                done = [cid] if done is None else [*done, cid]
+            elif state is not OState.NEW:
+                n += 1
+        if done:
+            self._live.difference_update(done)
+        return n
 
     def _fmt(self, value: Decimal, size: Decimal) -> str:
         """A value on the grid ``size`` as Binance's string (its decimals cached per grid)."""
@@ -119,7 +127,14 @@ class OrderManager:
         self.orders[o.client_order_id] = o
         self._live.add(o.client_order_id)
         t0 = time.perf_counter_ns()
-        answer = self.gateway.place_now(self.params(o), decision_ns)
+        return self._sent_now(o, self.gateway.place_now(self.params(o), decision_ns), t0)
+
+    def _sent_now(self, o: Order, answer: asyncio.Future, t0: int) -> asyncio.Future:
+        """An order whose request is on the wire: SUBMITTED, journaled, reported; settles when ``answer`` does."""
+        if o.client_order_id not in self.orders:
+            o.created_ms = o.updated_ms = self.clock_ms()
+            self.orders[o.client_order_id] = o
+            self._live.add(o.client_order_id)
         o.apply(Trigger.SUBMIT, o.created_ms)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, o.updated_ms, "submit", o.state.value, None)
@@ -127,6 +142,25 @@ class OrderManager:
         done = asyncio.get_running_loop().create_future()
         answer.add_done_callback(lambda f: self._settle(o, f, done, t0))
         return done
+
+    def place_now(self, inst: Instrument, buy: bool, lots: int, ticks: int | None, tif: str | None,
+                  reduce_only: bool, cid: str, *, intent_id: str | None = None, purpose: str = "entry",
+                  decision_ns: int = 0) -> asyncio.Future:
+        """``submit_now`` for a LIMIT (``ticks``) or MARKET (``ticks`` None) order given in integer lots and ticks:
+        the gateway's C writer sends it first, and the ``Order`` is built, registered, journaled and reported
+        after the write, all before the event loop can deliver an answer. When the fast writer cannot take it,
+        the order goes through ``submit_now``. Returns the future of the settled order, as ``submit_now``."""
+        if cid in self.orders:
+            raise StateError(f"order {cid} already exists")
+        t0 = time.perf_counter_ns()
+        answer = self.gateway.place_fast(inst, buy, lots, ticks, tif, reduce_only, cid, decision_ns)
+        price = None if ticks is None else inst.ticks_to_price(ticks)
+        o = Order(cid, inst.symbol, "BUY" if buy else "SELL", "MARKET" if price is None else "LIMIT",
+                  inst.lots_to_qty(lots), price, None if price is None else tif, reduce_only=reduce_only,
+                  intent_id=intent_id, purpose=purpose)
+        if answer is None:
+            return self.submit_now(o, decision_ns)
+        return self._sent_now(o, answer, t0)
 
     def _settle(self, o: Order, answer: asyncio.Future, done: asyncio.Future, t0: int) -> None:
         """The tail of ``submit``: apply the answer or the error, then resolve ``done`` with the order."""

@@ -31,14 +31,14 @@ class OState(StrEnum):
 
     @property
     def final(self) -> bool:
-        return self in _FINAL
+        return self in FINAL_STATES
 
     @property
     def open(self) -> bool:
         return not self.final and self is not OState.NEW
 
 
-_FINAL = frozenset({OState.FILLED, OState.CANCELED, OState.REJECTED, OState.EXPIRED})
+FINAL_STATES = frozenset({OState.FILLED, OState.CANCELED, OState.REJECTED, OState.EXPIRED})
 
 
 class Trigger(StrEnum):

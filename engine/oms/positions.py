@@ -58,3 +58,8 @@ class Book:
 
     def apply(self, symbol: str, side: str, price: Decimal, qty: Decimal, fee: Decimal = ZERO) -> Decimal:
         return self.get(symbol).apply(side, price, qty, fee)
+
+    def qty_f(self, symbol: str) -> float:
+        """The signed position as a float (for risk thresholds; 0.0 when there is none)."""
+        pos = self.positions.get(symbol)
+        return 0.0 if pos is None else float(pos.qty)

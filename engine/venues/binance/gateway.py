@@ -7,6 +7,7 @@ the OMS must query instead of resending, since Binance keeps client order ids un
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import VenueServerError
@@ -19,6 +20,10 @@ class OrderGateway:
         self.rest = rest
         self.ws_api = ws_api
         self.fallbacks = 0
+        # place_fast(inst, buy, lots, ticks | None, tif, reduce_only, cid, decision_ns) -> Future | None: a LIMIT
+        # or MARKET order from integer lots and ticks, written, signed and sent in C before it returns (the WebSocket
+        # API's own method, so no frame in between); None when that path cannot take it now and nothing was sent.
+        self.place_fast: Callable[..., asyncio.Future | None] = getattr(ws_api, "place_fast", None) or _no_fast_path
 
     async def place(self, params: dict[str, Any]) -> dict:
         if self.ws_api is not None:
@@ -64,6 +69,10 @@ class OrderGateway:
 
     async def query(self, symbol: str, client_order_id: str) -> dict:
         return await self.rest.query_order(symbol, client_order_id=client_order_id)
+
+
+def _no_fast_path(*_args: Any) -> None:
+    return None
 
 
 def _copy(src: asyncio.Future, dst: asyncio.Future) -> None:

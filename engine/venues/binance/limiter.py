@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ext.orders import RateWindows
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -31,17 +33,26 @@ DEFAULT_LIMITS = (
 
 
 class RateLimiter:
-    """Fixed-window counters per limit, synced from response headers; ``acquire`` waits instead of overrunning."""
+    """Fixed-window counters per limit, synced from response headers; ``acquire`` waits instead of overrunning.
+
+    The counters live in ``core`` (``ext.orders.RateWindows``), which the WebSocket API's order path checks and
+    charges in C without coming back here."""
 
     def __init__(self, limits: tuple[RateLimit, ...] = DEFAULT_LIMITS, safety: float = 0.9,
                  clock_ms: Callable[[], int] | None = None) -> None:
         self.limits = limits
         self.safety = safety
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._window = [0] * len(limits)
-        self._count = [0] * len(limits)
-        self.banned_until_ms = 0
+        self.core = RateWindows(_windows(limits), safety)
         self.waited_ms = 0          # total time spent waiting (exported as a metric)
+
+    @property
+    def banned_until_ms(self) -> int:
+        return self.core.banned_until_ms
+
+    @banned_until_ms.setter
+    def banned_until_ms(self, value: int) -> None:
+        self.core.banned_until_ms = value
 
     def configure(self, rate_limits: list[dict]) -> None:
         """Adopt the venue's own limits from exchangeInfo ``rateLimits`` (REQUEST_WEIGHT and ORDERS entries)."""
@@ -59,45 +70,28 @@ class RateLimiter:
             limits.append(RateLimit(kind, window, int(rl["limit"]), header))
         if limits:
             self.limits = tuple(limits)
-            self._window = [0] * len(limits)
-            self._count = [0] * len(limits)
-
-    def _roll(self, i: int, now: int) -> None:
-        start = now - now % self.limits[i].window_ms
-        if start != self._window[i]:
-            self._window[i] = start
-            self._count[i] = 0
-
-    def _need(self, lim: RateLimit, weight: int, orders: int) -> int:
-        return weight if lim.kind == "weight" else orders
+            self.core.configure(_windows(self.limits), self.safety)
 
     def delay_ms(self, weight: int, orders: int = 0) -> int:
         """How long a request of this cost must wait now (0: it may go)."""
-        now = self.clock_ms()
-        wait = max(0, self.banned_until_ms - now)
-        for i, lim in enumerate(self.limits):
-            self._roll(i, now)
-            need = self._need(lim, weight, orders)
-            if need and self._count[i] + need > lim.limit * self.safety:
-                wait = max(wait, self._window[i] + lim.window_ms - now)
-        return wait
+        return self.core.delay_ms(self.clock_ms(), weight, orders)
+
+    def charge(self, weight: int, orders: int = 0) -> None:
+        """Count a request that goes now, without waiting (the caller checked ``delay_ms`` in this loop turn)."""
+        self.core.add(self.clock_ms(), weight, orders)
 
     async def acquire(self, weight: int, orders: int = 0) -> None:
         while (wait := self.delay_ms(weight, orders)) > 0:
             self.waited_ms += wait
             await asyncio.sleep(wait / 1000)
-        now = self.clock_ms()
-        for i, lim in enumerate(self.limits):
-            self._roll(i, now)
-            self._count[i] += self._need(lim, weight, orders)
+        self.charge(weight, orders)
 
     def update_from_headers(self, headers: Mapping[str, str]) -> None:
         now = self.clock_ms()
         for i, lim in enumerate(self.limits):
             value = headers.get(lim.header)
             if value is not None and value.isdigit():
-                self._roll(i, now)
-                self._count[i] = int(value)
+                self.core.set_count(i, now, int(value))
 
     def back_off(self, retry_after_s: float) -> None:
         """A 429/418 said stop: nothing goes before ``Retry-After`` has passed."""
@@ -105,8 +99,8 @@ class RateLimiter:
 
     def used(self) -> dict[str, int]:
         now = self.clock_ms()
-        out = {}
-        for i, lim in enumerate(self.limits):
-            self._roll(i, now)
-            out[lim.header] = self._count[i]
-        return out
+        return {lim.header: self.core.used(i, now) for i, lim in enumerate(self.limits)}
+
+
+def _windows(limits: tuple[RateLimit, ...]) -> list[tuple[bool, int, int]]:
+    return [(lim.kind == "orders", lim.window_ms, lim.limit) for lim in limits]

@@ -1,0 +1,69 @@
+# The order-entry path in C: HMAC-SHA256 with keyed midstates, the venue's rate windows, the pre-trade risk
+# check, and the WebSocket API order.place frame written straight into the socket's send buffer.
+from libc.stdint cimport int64_t, uint32_t
+
+cdef enum:
+    MAX_WINDOWS = 8        # rate-limit windows the venue declares (Binance USD-M has 3)
+    MAX_SYMBOLS = 256      # symbols one OrderWire can encode
+    FRAME_ROOM = 14        # bytes kept free before a frame for the WebSocket header (picows writes it there)
+    SYM_LEN = 32
+    KEY_LEN = 128
+    PAYLOAD_CAP = 1024
+
+
+cdef struct HmacKey:       # SHA-256 state after the ipad and opad blocks: two compressions saved per message
+    uint32_t inner[8]
+    uint32_t outer[8]
+
+
+cdef struct SymFmt:        # how one symbol's lots and ticks are written (units x mant x 10**-dec)
+    char name[SYM_LEN]
+    int name_len
+    int64_t tick_mant, step_mant
+    int tick_dec, step_dec
+
+
+cdef class RateWindows:
+    cdef int n
+    cdef int64_t window_ms[MAX_WINDOWS]
+    cdef int64_t limit[MAX_WINDOWS]
+    cdef bint orders[MAX_WINDOWS]
+    cdef int64_t start[MAX_WINDOWS]
+    cdef int64_t count[MAX_WINDOWS]
+    cdef double safety
+    cdef public int64_t banned_until_ms
+
+    cdef void roll(self, int i, int64_t now) noexcept
+    cdef int64_t delay(self, int64_t now, int64_t weight, int64_t orders) noexcept
+    cdef void charge(self, int64_t now, int64_t weight, int64_t orders) noexcept
+
+
+cdef class RiskCore:
+    cdef public double max_order_notional, max_position_notional, price_band_bps
+    cdef public int64_t max_open_orders, max_orders_per_10s
+    cdef public int state                  # 0 active, 1 reducing, 2 halted
+    cdef public int64_t open_orders
+    cdef double* sent                      # ring of send times (s), capacity max_orders_per_10s
+    cdef int64_t head, n_sent
+
+    cdef int check_c(self, bint buy, double qty, double price, double mid, double position, bint reduce_only,
+                     bint synced, bint stale, bint crossed, double now_s) noexcept
+
+
+cdef class OrderWire:
+    cdef HmacKey key
+    cdef bint has_hmac
+    cdef object signer                     # Ed25519: a callable payload bytes -> signature str
+    cdef char api_key[KEY_LEN]
+    cdef int api_key_len
+    cdef public int64_t recv_window_ms
+    cdef SymFmt* syms
+    cdef int n_syms
+    cdef readonly bytearray buf
+    cdef char payload[PAYLOAD_CAP]
+    cdef int payload_len
+    cdef public RateWindows limits
+    cdef object text_type                  # picows WSMsgType.TEXT
+
+    cdef Py_ssize_t encode(self, int sym, bint buy, int64_t lots, int64_t ticks, int tif, bint reduce_only,
+                           const char* cid, Py_ssize_t cid_len, int64_t rid, int64_t ts_ms) except -1

@@ -1,0 +1,293 @@
+"""ext.orders: HMAC-SHA256, the order.place frame, the rate windows and the risk core, each against a plain
+Python reference (hashlib/hmac, orjson over ``WsApi.signed``, the documented rules)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from decimal import Decimal
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import bench
+from engine.config import Config
+from engine.feed import make_feed
+from engine.keys import Credentials, Secret
+from engine.latency_bench import _synced_feed
+from engine.model import Instrument
+from engine.venues.binance.signing import ws_payload
+from ext.orders import (
+    PLACE_NOT_CONNECTED,
+    PLACE_RATE_LIMITED,
+    PLACE_SENT,
+    RISK_REASONS,
+    Hmac,
+    OrderWire,
+    RateWindows,
+    RiskCore,
+    hmac_sha256_hex,
+    sha256_hex,
+)
+from tests.integration.conftest import ed25519_keypair
+
+# ---- HMAC-SHA256 -----------------------------------------------------------------------------------------------------
+
+
+@given(st.binary(max_size=300))
+def test_sha256_matches_hashlib(data: bytes) -> None:
+    assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("n", [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000])
+def test_sha256_padding_boundaries(n: int) -> None:
+    data = bytes(range(256)) * 4
+    assert sha256_hex(data[:n]) == hashlib.sha256(data[:n]).hexdigest()
+
+
+@given(st.binary(min_size=1, max_size=150), st.binary(max_size=400))
+def test_hmac_matches_the_standard_library(key: bytes, msg: bytes) -> None:
+    assert hmac_sha256_hex(key, msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
+    assert Hmac(key).hexdigest(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def test_hmac_keeps_its_key_to_itself() -> None:
+    h = Hmac(b"very-secret")
+    assert "secret" not in repr(h)
+    with pytest.raises(TypeError):
+        __import__("pickle").dumps(h)
+
+
+# ---- the order.place frame ---------------------------------------------------------------------------------------
+
+GRIDS = [("BTCUSDT", "0.10", "0.001"), ("ETHUSDT", "0.01", "0.001"), ("1000PEPEUSDT", "0.0000001", "1"),
+         ("XRPUSDT", "0.0001", "0.1"), ("BTCDOMUSDT", "1", "0.001"), ("WIDEUSDT", "10", "100")]
+CID = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/-", min_size=1,
+              max_size=36)
+
+
+def _wire(creds: Credentials) -> tuple[OrderWire, dict[str, int]]:
+    wire = OrderWire(creds.api_key, None if creds.ed25519 else creds.secret.reveal(),
+                     signer=creds.sign if creds.ed25519 else None, recv_window_ms=5000)
+    idx = {}
+    for sym, tick, step in GRIDS:
+        inst = Instrument.make(sym, tick, step)
+        idx[sym] = wire.add_symbol(sym, *Instrument.grid(inst.tick_size), *Instrument.grid(inst.step_size))
+    return wire, idx
+
+
+def _reference(creds: Credentials, inst: Instrument, buy: bool, lots: int, ticks: int, tif: str, reduce_only: bool,
+               cid: str, rid: int, ts: int) -> bytes:
+    """What the general path sends: OrderManager.params' keys and formats, WsApi.signed, orjson."""
+    p: dict = {"symbol": inst.symbol, "side": "BUY" if buy else "SELL", "type": "LIMIT" if ticks else "MARKET",
+               "newClientOrderId": cid, "quantity": f"{inst.lots_to_qty(lots):.{Instrument.grid(inst.step_size)[1]}f}"}
+    if ticks:
+        p["price"] = f"{inst.ticks_to_price(ticks):.{Instrument.grid(inst.tick_size)[1]}f}"
+        p["timeInForce"] = tif
+    if reduce_only:
+        p["reduceOnly"] = "true"
+    p.update(apiKey=creds.api_key, recvWindow=5000, timestamp=ts)
+    p["signature"] = creds.sign(ws_payload(p))
+    return orjson.dumps({"id": rid, "method": "order.place", "params": p})
+
+
+HMAC_CREDS = Credentials("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
+                         Secret("NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"))
+
+
+@settings(max_examples=300)
+@given(st.integers(0, len(GRIDS) - 1), st.booleans(), st.integers(1, 10**9), st.integers(0, 10**9),
+       st.sampled_from(["GTC", "IOC", "FOK", "GTX"]), st.booleans(), CID, st.integers(0, 2**53),
+       st.integers(0, 2**45))
+def test_frame_is_byte_identical_to_the_general_path(g, buy, lots, ticks, tif, reduce_only, cid, rid, ts) -> None:
+    wire, idx = _wire(HMAC_CREDS)
+    sym, tick, step = GRIDS[g]
+    inst = Instrument.make(sym, tick, step)
+    got = wire.frame(idx[sym], buy, lots, ticks, tif, reduce_only, cid, rid, ts)
+    assert got == _reference(HMAC_CREDS, inst, buy, lots, ticks, tif, reduce_only, cid, rid, ts)
+
+
+def test_ed25519_frames_match_too() -> None:
+    creds = Credentials("edKey123", Secret(ed25519_keypair()[0]), ed25519=True)
+    wire, idx = _wire(creds)
+    inst = Instrument.make("BTCUSDT", "0.10", "0.001")
+    got = wire.frame(idx["BTCUSDT"], False, 25, 700015, "GTX", True, "x-1", 9, 1_700_000_000_123)
+    assert got == _reference(creds, inst, False, 25, 700015, "GTX", True, "x-1", 9, 1_700_000_000_123)
+
+
+@pytest.mark.parametrize("bad", [
+    dict(cid=""), dict(cid="a" * 37), dict(cid='quote"'), dict(cid="space id"), dict(lots=0), dict(lots=-1),
+    dict(tif="DAY"), dict(sym=99)])
+def test_frame_refuses_what_it_cannot_write_plainly(bad: dict) -> None:
+    wire, idx = _wire(HMAC_CREDS)
+    args = dict(sym=idx["BTCUSDT"], buy=True, lots=1, ticks=1, tif="GTC", reduce_only=False, cid="ok", rid=1, ts_ms=1)
+    args.update(bad)
+    with pytest.raises((ValueError, IndexError)):
+        wire.frame(**args)
+
+
+def test_wire_refuses_bad_keys_and_shows_no_secret() -> None:
+    with pytest.raises(ValueError):
+        OrderWire('key"', b"s")
+    with pytest.raises(ValueError):
+        OrderWire("key")                                  # neither a secret nor a signer
+    wire = OrderWire("key", b"topsecret")
+    assert "topsecret" not in repr(wire)
+
+
+class _FakeTransport:
+    """What OrderWire.place needs of a picows transport; records the frames it is given."""
+
+    is_disconnected = False
+    is_close_frame_sent = False
+    is_secure = False
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send_reuse_external_bytearray(self, _kind, buf: bytearray, offset: int) -> None:
+        self.sent.append(bytes(buf[offset:]))
+
+
+def test_place_checks_and_charges_the_rate_windows() -> None:
+    limits = RateWindows([(True, 10_000, 3)], safety=1.0)
+    wire = OrderWire("key", b"secret", limits=limits)
+    sym = wire.add_symbol("BTCUSDT", 1, 1, 1, 3)
+    tr = _FakeTransport()
+    codes = [wire.place(tr, sym, True, 1, 10, "IOC", False, f"c{i}", i, 1) for i in range(4)]
+    assert codes[:3] == [PLACE_SENT] * 3 and codes[3] in (PLACE_RATE_LIMITED, PLACE_SENT)
+    assert len(tr.sent) == codes.count(PLACE_SENT)
+    assert orjson.loads(tr.sent[0])["params"]["newClientOrderId"] == "c0"
+    tr.is_disconnected = True
+    assert wire.place(tr, sym, True, 1, 10, "IOC", False, "late", 9, 1) == PLACE_NOT_CONNECTED
+    assert wire.place(None, sym, True, 1, 10, "IOC", False, "late", 9, 1) == PLACE_NOT_CONNECTED
+
+
+# ---- rate windows --------------------------------------------------------------------------------------------------
+
+
+class _RefWindows:
+    """The limiter's rule in plain Python: fixed windows, wait when count + need > limit x safety."""
+
+    def __init__(self, windows, safety):
+        self.w, self.safety = windows, safety
+        self.start = [0] * len(windows)
+        self.count = [0] * len(windows)
+
+    def _roll(self, i, now):
+        s = now - now % self.w[i][1]
+        if s != self.start[i]:
+            self.start[i], self.count[i] = s, 0
+
+    def delay(self, now, weight, orders):
+        wait = 0
+        for i, (is_orders, span, limit) in enumerate(self.w):
+            self._roll(i, now)
+            need = orders if is_orders else weight
+            if need and self.count[i] + need > limit * self.safety:
+                wait = max(wait, self.start[i] + span - now)
+        return wait
+
+    def add(self, now, weight, orders):
+        for i, (is_orders, _, _) in enumerate(self.w):
+            self._roll(i, now)
+            self.count[i] += orders if is_orders else weight
+
+
+@given(st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 20), st.integers(0, 3)), max_size=200))
+def test_rate_windows_follow_the_reference(steps) -> None:
+    windows = [(False, 60_000, 100), (True, 10_000, 20), (True, 60_000, 50)]
+    core, ref = RateWindows(windows, 0.9), _RefWindows(windows, 0.9)
+    now = 1_700_000_000_000
+    for dt, weight, orders in steps:
+        now += dt
+        assert core.delay_ms(now, weight, orders) == ref.delay(now, weight, orders)
+        if ref.delay(now, weight, orders) == 0:
+            core.add(now, weight, orders)
+            ref.add(now, weight, orders)
+    assert [core.used(i, now) for i in range(3)] == [ref.count[i] if ref.start[i] == now - now % w[1] else 0
+                                                     for i, w in enumerate(windows)]
+
+
+def test_rate_windows_honour_a_ban_and_venue_counts() -> None:
+    core = RateWindows([(False, 60_000, 100)], 0.9)
+    core.banned_until_ms = 5_000
+    assert core.delay_ms(1_000, 1) == 4_000
+    core.set_count(0, 6_000, 89)
+    assert core.delay_ms(6_000, 1) == 0 and core.delay_ms(6_000, 2) == 54_000
+    with pytest.raises(ValueError):
+        RateWindows([(False, 0, 1)])
+
+
+# ---- risk ------------------------------------------------------------------------------------------------------------
+
+
+def _ref_risk(state, open_orders, sent, cfg, buy, qty, price, mid, position, reduce_only, synced, stale, crossed,
+              now):
+    """The documented checks in order (engine.risk's rules), NaN meaning 'none'."""
+    max_order, max_pos, max_open, band_bps, max_rate = cfg
+    reduces = reduce_only or (position > 0 and not buy and qty <= position) or \
+        (position < 0 and buy and qty <= -position)
+    if state == 2:
+        return "halted"
+    if state == 1 and not reduces:
+        return "reducing"
+    for bad, reason in ((not synced, "book_unsynced"), (stale, "book_stale"), (crossed, "book_crossed")):
+        if bad:
+            return reason
+    ref = mid if math.isnan(price) else price
+    if math.isnan(ref) or ref <= 0:
+        return "no_price"
+    if qty * ref > max_order:
+        return "order_notional"
+    if not reduces and abs(position + (qty if buy else -qty)) * ref > max_pos:
+        return "position_notional"
+    if not math.isnan(price) and not math.isnan(mid) and mid != 0 and abs(price - mid) / mid * 10_000 > band_bps:
+        return "price_band"
+    if open_orders >= max_open:
+        return "open_orders"
+    while sent and now - sent[0] > 10:
+        sent.pop(0)
+    if len(sent) >= max_rate:
+        return "order_rate"
+    sent.append(now)
+    return ""
+
+
+PRICE = st.one_of(st.just(math.nan), st.floats(1, 200))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.booleans(), st.floats(0.001, 30), PRICE, PRICE, st.floats(-20, 20), st.booleans(),
+                          st.integers(0, 2), st.integers(0, 6), st.floats(0, 4), st.booleans()), max_size=60))
+def test_risk_core_agrees_with_the_reference(orders) -> None:
+    cfg = (1000.0, 1500.0, 5, 150.0, 4)
+    core, sent, now = RiskCore(*cfg[:3], cfg[3], cfg[4]), [], 0.0
+    for buy, qty, price, mid, position, reduce_only, state, open_orders, dt, healthy in orders:
+        now += dt
+        core.state, core.open_orders = state, open_orders
+        got = core.check(buy, qty, price, mid, position, reduce_only, healthy, False, False, now)
+        assert RISK_REASONS[got] == _ref_risk(state, open_orders, sent, cfg, buy, qty, price, mid, position,
+                                              reduce_only, healthy, False, False, now)
+
+
+def test_risk_core_reads_the_book() -> None:
+    sf = _synced_feed(make_feed(bench.load_tape(None).instruments, Config())).symbols[0]
+    core = RiskCore(1e9, 1e9, 50, 300.0, 100)
+    tick, step = float(sf.instrument.tick_size), float(sf.instrument.step_size)
+    mid = int(sf.book.mid)
+    now = sf.last_book_ns
+    assert core.check_order(sf, True, 10, mid, tick, step, 0.0, False, 0, now, 10**9) == 0
+    assert RISK_REASONS[core.check_order(sf, True, 10, mid, tick, step, 0.0, False, 0, now + 2 * 10**9,
+                                         10**9)] == "book_stale"
+    assert RISK_REASONS[core.check_order(sf, True, 10, int(mid * 1.05), tick, step, 0.0, False, 0, now,
+                                         10**9)] == "price_band"
+    assert core.check_order(sf, True, 10, 0, tick, step, 0.0, False, 0, now, 10**9) == 0     # market: the mid
+    assert RISK_REASONS[core.check_order(sf, True, 10, mid, tick, step, 0.0, False, 50, now, 10**9)] == "open_orders"
+
+
+def test_decimal_grids_used_by_the_wire() -> None:
+    assert Instrument.grid(Decimal("0.10")) == (1, 1) and Instrument.grid(Decimal("10")) == (10, 0)
