@@ -64,6 +64,13 @@ cdef class OrderWire:
     cdef int payload_len
     cdef public RateWindows limits
     cdef object text_type                  # picows WSMsgType.TEXT
+    cdef object bound                      # the picows transport whose socket ``fd`` is
+    cdef int fd                            # its plain TCP socket, or -1 (TLS, or unknown): picows sends
+    cdef object write_buffer_size          # the asyncio transport's get_write_buffer_size
+    cdef object transport_write            # and its write (the tail of a partial send goes there)
+    cdef uint32_t masks[64]                # WebSocket masking keys, drawn from os.urandom 64 at a time
+    cdef int n_masks
 
+    cdef int send_frame(self, Py_ssize_t n) except -1
     cdef Py_ssize_t encode(self, int sym, bint buy, int64_t lots, int64_t ticks, int tif, bint reduce_only,
                            const char* cid, Py_ssize_t cid_len, int64_t rid, int64_t ts_ms) except -1

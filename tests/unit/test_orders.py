@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import socket
 from decimal import Decimal
 
 import orjson
@@ -139,11 +140,12 @@ def test_wire_refuses_bad_keys_and_shows_no_secret() -> None:
 
 
 class _FakeTransport:
-    """What OrderWire.place needs of a picows transport; records the frames it is given."""
+    """What OrderWire.place needs of a picows transport; records the frames it is given. ``is_secure``: as a TLS
+    connection, whose frames go through picows's own send."""
 
     is_disconnected = False
     is_close_frame_sent = False
-    is_secure = False
+    is_secure = True
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
@@ -164,6 +166,53 @@ def test_place_checks_and_charges_the_rate_windows() -> None:
     tr.is_disconnected = True
     assert wire.place(tr, sym, True, 1, 10, "IOC", False, "late", 9, 1) == PLACE_NOT_CONNECTED
     assert wire.place(None, sym, True, 1, 10, "IOC", False, "late", 9, 1) == PLACE_NOT_CONNECTED
+
+
+class _Underlying:
+    """An asyncio transport's face over one end of a socket pair (nothing buffered unless told)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buffered, self.written = sock, 0, []
+
+    def get_extra_info(self, name: str):
+        return self.sock if name == "socket" else None
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    """One client frame off the wire, checked and unmasked as a server would (RFC 6455 5.2/5.3)."""
+    head = sock.recv(2, socket.MSG_WAITALL)
+    assert head[0] == 0x81 and head[1] & 0x80                      # FIN + TEXT, masked
+    n = head[1] & 0x7F
+    if n == 126:
+        n = int.from_bytes(sock.recv(2, socket.MSG_WAITALL), "big")
+    key = sock.recv(4, socket.MSG_WAITALL)
+    body = sock.recv(n, socket.MSG_WAITALL)
+    return bytes(b ^ key[i % 4] for i, b in enumerate(body))
+
+
+@pytest.mark.parametrize("cid", ["s", "x" * 36])
+def test_place_writes_a_masked_frame_on_a_plain_socket(cid: str) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        tr = _FakeTransport()
+        tr.is_secure = False
+        tr.underlying_transport = under = _Underlying(a)
+        wire = OrderWire("key", b"secret")
+        sym = wire.add_symbol("BTCUSDT", 1, 1, 1, 3)
+        expected = [wire.frame(sym, i % 2 == 0, 5 + i, 600_000 + i, "GTC", False, f"{cid[:-1]}{i}", i, 7)
+                    for i in range(3)]
+        for i in range(3):
+            assert wire.place(tr, sym, i % 2 == 0, 5 + i, 600_000 + i, "GTC", False, f"{cid[:-1]}{i}", i, 7) == 0
+        assert [_read_frame(b) for _ in range(3)] == expected and not tr.sent
+        under.buffered = 10                                          # data queued: the transport keeps the order
+        wire.place(tr, sym, True, 1, 1, "GTC", False, "q", 9, 7)
+        assert len(tr.sent) == 1 and orjson.loads(tr.sent[0])["params"]["newClientOrderId"] == "q"
 
 
 # ---- rate windows --------------------------------------------------------------------------------------------------
