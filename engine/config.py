@@ -86,9 +86,11 @@ class EngineConfig:
     metrics_port: int = 0                     # Prometheus exporter on 127.0.0.1 (0: off)
     timer_ms: int = 20                        # algorithm timer (deadlines fire even when the market is quiet)
     console: str = "auto"                     # read intents from stdin: auto (when it is a terminal), on, off
+    cpu_pinning: str = "auto"                 # tapeshot run: event loop on its own core, journal writer elsewhere
 
     def __post_init__(self) -> None:
         _require(self.timer_ms >= 1, "engine.timer_ms must be >= 1")
+        _require(self.cpu_pinning in ("auto", "off"), "engine.cpu_pinning must be auto or off")
         _require(self.console in ("auto", "on", "off"), "engine.console must be auto, on or off")
 
 

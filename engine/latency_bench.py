@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import bench
+from engine import affinity, bench
 from engine.intents import IntentKind
 from engine.loop import run as run_loop
 from engine.node import LiveIntent, Node
@@ -190,11 +190,15 @@ async def _receive(transport: str, port: int, warmup: list[bytes], instruments: 
 # ---- decision to bytes on the order socket -----------------------------------------------------------------------
 
 
-def order_path(transport: str, n: int) -> dict[str, float]:
+def order_path(transport: str, n: int, *, pinning: str = "auto") -> dict[str, float]:
     """p50/p99 (µs) from a ``Place`` entering ``Node._place`` to the return of the request's write. With picows
-    the whole path is synchronous (``submit_now``); aiohttp's WebSocket API has no synchronous send, so its path
-    includes a task hop."""
-    return run_loop(_order_path(transport, n))
+    the whole path is synchronous (``place_now``: risk and the request in C, ``ext.orders``); aiohttp's WebSocket
+    API has no synchronous send, so its path includes a task hop. Threads are placed as ``tapeshot run`` places
+    them (``engine.affinity``, ``pinning`` as ``engine.cpu_pinning``): the loop on one core, the journal writer
+    (which commits with fsync) on the other."""
+    loop_cpus, io_cpus = affinity.plan(pinning)
+    with _pinned(min(loop_cpus) if loop_cpus else None):
+        return run_loop(_order_path(transport, n, io_cpus))
 
 
 class _StampWrites:
@@ -223,7 +227,7 @@ def _write_clock(ws_api: Any) -> Callable[[], int]:
     return lambda: stamp.last_write_ns
 
 
-async def _order_path(transport: str, n: int) -> dict[str, float]:
+async def _order_path(transport: str, n: int, io_cpus: set[int] | None) -> dict[str, float]:
     import aiohttp
 
     from engine.feed.recording import sample_path
@@ -237,7 +241,7 @@ async def _order_path(transport: str, n: int) -> dict[str, float]:
     await asyncio.wait_for(venue.finished.wait(), 60)          # the tape is replayed: the venue is quiet now
     with tempfile.TemporaryDirectory() as tmp:
         async with aiohttp.ClientSession() as session:
-            rig = await _OrderRig.open(transport, venue, session, Path(tmp))
+            rig = await _OrderRig.open(transport, venue, session, Path(tmp), io_cpus)
             try:
                 ns = [await rig.one(i) for i in range(n + ORDER_WARMUP)]
             finally:
@@ -253,7 +257,8 @@ class _OrderRig:
         self.node, self.li, self.write_clock, self.answered = node, li, write_clock, answered
 
     @classmethod
-    async def open(cls, transport: str, venue: Any, session: Any, tmp: Path) -> _OrderRig:
+    async def open(cls, transport: str, venue: Any, session: Any, tmp: Path,
+                   io_cpus: set[int] | None = None) -> _OrderRig:
         from engine.config import Config
         from engine.feed import make_feed
         from engine.feed.instruments import from_exchange_info
@@ -278,7 +283,7 @@ class _OrderRig:
         node.feed = _synced_feed(make_feed([inst], cfg))
         sf = node.feed.symbols[0]
         node.clock = lambda: sf.last_event_ns
-        journal = Journal(tmp / "journal.sqlite")
+        journal = Journal(tmp / "journal.sqlite", cpus=io_cpus)
         journal.start()
         answered: dict[str, asyncio.Event] = {}
         node.oms = OrderManager(OrderGateway(rest, ws_api), journal, {inst.symbol: inst},
@@ -322,7 +327,7 @@ def _synced_feed(feed: Any) -> Any:
 # ---- for tapeshot bench ---------------------------------------------------------------------------------------------
 
 
-def latency(tape: bench.Tape, n_wire: int = 6000, n_orders: int = 300) -> dict[str, dict[str, float]]:
+def latency(tape: bench.Tape, n_wire: int = 6000, n_orders: int = 1000) -> dict[str, dict[str, float]]:
     """Every latency figure for ``engine.bench.run``: the default transport's (targets apply) and the other's."""
     out: dict[str, dict[str, float]] = {}
     for kind in (DEFAULT, *[k for k in KINDS if k != DEFAULT]):

@@ -76,6 +76,7 @@ class Node:
         self.venue = None                      # the embedded SimVenue, when we run one
         self.instruments: dict[str, Instrument] = {}
         self.risk = RiskGateway(self.cfg.risk)
+        self.io_cpus: set[int] | None = None   # where the journal writer runs (engine.affinity; set by run_engine)
         self._stale_ns = self.cfg.feed.stale_ms * MS
         self.killswitch = KillSwitch(self.cfg.risk)
         self.intents: dict[str, LiveIntent] = {}
@@ -108,7 +109,7 @@ class Node:
         self.rest.limiter.configure(info.get("rateLimits", []))
         self.instruments = self._pick_instruments(from_exchange_info(info))
         journal_path, _ = self.paths()
-        self.journal = Journal(journal_path)
+        self.journal = Journal(journal_path, cpus=self.io_cpus)
         state = self.journal.load()
         self.journal.start()
         kind = self.cfg.venue.transport

@@ -14,6 +14,7 @@ import signal
 import sys
 from decimal import Decimal
 
+from engine import affinity
 from engine.commands import Progress
 from engine.config import Config
 from engine.console import Console
@@ -32,6 +33,8 @@ def _printer(p: Progress) -> None:
 async def run_engine(cfg: Config, demo: bool = False) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     node = Node(cfg)
+    loop_cpus, node.io_cpus = affinity.plan(cfg.engine.cpu_pinning)
+    affinity.pin_thread(loop_cpus)
     try:
         await node.start()
     except (TapeshotError, OSError) as exc:
@@ -44,6 +47,8 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     await control.start()
     venue = "embedded sim venue" if node.venue else node.rest.base_url
     print(f"tapeshot running on {venue}: {', '.join(node.instruments)}; control socket {sock}", flush=True)
+    if loop_cpus:
+        print(f"event loop on CPU {min(loop_cpus)}, journal writer on CPU {_cpus(node.io_cpus)}", flush=True)
     for line in node.reconciliation:
         print(f"reconcile: {line}", flush=True)
     extras = await _front_ends(node, cfg)
@@ -127,3 +132,7 @@ async def _demo(node: Node) -> None:
     await go(f"flat {base} 10s")
     await go(f"short {base} {size * 2} 25s ladder max 6bps -- demo: offers stacking")
     await go(f"flat {base} 10s")
+
+
+def _cpus(cpus: set[int] | None) -> str:
+    return ",".join(str(c) for c in sorted(cpus or ()))

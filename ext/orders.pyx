@@ -364,6 +364,11 @@ cdef class RiskCore:
         fresh (a diff applied within ``stale_ns`` of exchange time before ``now_ns``), not crossed, its mid the
         reference. ``open_orders`` is the OMS's count; the order rate runs on ``CLOCK_MONOTONIC`` seconds, as
         ``time.monotonic()``."""
+        return self.check_book(sf, buy, lots, ticks, tick, step, position, reduce_only, open_orders, now_ns, stale_ns)
+
+    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
+                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
+                        int64_t stale_ns) noexcept:
         cdef Book book = sf.book
         cdef bint synced = sf.state == S_SYNCED
         cdef double mid = book.mid_ticks() * tick
@@ -702,10 +707,13 @@ cdef class OrderWire:
         full; the caller waits through the limiter) or ``PLACE_NOT_CONNECTED`` (nothing sent). Errors in the
         order (size, id) raise ``ValueError`` before anything is sent; a failing write raises what picows
         raises."""
+        return self.place_c(transport, sym, buy, lots, ticks, _tif_index(tif), reduce_only, cid, rid, ts_ms,
+                            _realtime_ms())
+
+    cdef int place_c(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, int t, bint reduce_only,
+                     str cid, int64_t rid, int64_t ts_ms, int64_t now) except -1:
         cdef Py_ssize_t cn
         cdef const char* c = PyUnicode_AsUTF8AndSize(cid, &cn)
-        cdef int64_t now = _realtime_ms()
-        cdef int t = _tif_index(tif)
         cdef Py_ssize_t n
         if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
             return PLACE_NOT_CONNECTED
@@ -721,4 +729,3 @@ cdef class OrderWire:
         if self.limits is not None:
             self.limits.charge(now, 0, 1)
         return PLACE_SENT
-

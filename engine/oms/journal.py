@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from engine.affinity import pin_thread
 from engine.errors import StateError
 from engine.oms.orders import Fill, Order, OState
 from engine.oms.positions import Book
@@ -86,12 +87,14 @@ class JournalState:
 
 
 class Journal:
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "FULL", cpus: set[int] | None = None) -> None:
+        """``cpus``: where the writer thread runs (``engine.affinity``; None: wherever it is started)."""
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.synchronous = synchronous
+        self.cpus = cpus
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None
@@ -118,6 +121,7 @@ class Journal:
             self._thread.start()
 
     def _run(self) -> None:
+        pin_thread(self.cpus)
         conn = self._connect()
         try:
             while True:
