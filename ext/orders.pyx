@@ -78,6 +78,66 @@ cdef extern from *:
         s[0] += a; s[1] += b; s[2] += c; s[3] += d; s[4] += e; s[5] += f; s[6] += g; s[7] += h;
     }
 
+    /* SHA-NI (Intel SHA extensions): the same compression in ~4x fewer cycles, chosen at run time by CPUID. */
+    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    #include <cpuid.h>
+    #define TS_HAVE_SHANI 1
+    __attribute__((target("sha,sse4.1,ssse3")))
+    static void ts_sha256_block_ni(uint32_t* s, const unsigned char* p) {
+        const __m128i shuf = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+        __m128i tmp = _mm_loadu_si128((const __m128i*)&s[0]);
+        __m128i st1 = _mm_loadu_si128((const __m128i*)&s[4]);
+        __m128i st0, abef, cdgh, m[4], msg;
+        int i;
+        tmp = _mm_shuffle_epi32(tmp, 0xB1);                 /* CDAB */
+        st1 = _mm_shuffle_epi32(st1, 0x1B);                 /* EFGH */
+        st0 = _mm_alignr_epi8(tmp, st1, 8);                 /* ABEF */
+        st1 = _mm_blend_epi16(st1, tmp, 0xF0);              /* CDGH */
+        abef = st0; cdgh = st1;
+        for (i = 0; i < 16; i++) {
+            __m128i w;
+            if (i < 4) {
+                w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i*)(p + 16 * i)), shuf);
+            } else {
+                w = _mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]);
+                w = _mm_add_epi32(w, _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4));
+                w = _mm_sha256msg2_epu32(w, m[(i + 3) & 3]);
+            }
+            m[i & 3] = w;
+            msg = _mm_add_epi32(w, _mm_loadu_si128((const __m128i*)&TS_K[4 * i]));
+            st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
+            msg = _mm_shuffle_epi32(msg, 0x0E);
+            st0 = _mm_sha256rnds2_epu32(st0, st1, msg);
+        }
+        st0 = _mm_add_epi32(st0, abef);
+        st1 = _mm_add_epi32(st1, cdgh);
+        tmp = _mm_shuffle_epi32(st0, 0x1B);                 /* FEBA */
+        st1 = _mm_shuffle_epi32(st1, 0xB1);                 /* DCHG */
+        st0 = _mm_blend_epi16(tmp, st1, 0xF0);              /* DCBA */
+        st1 = _mm_alignr_epi8(st1, tmp, 8);                 /* HGFE */
+        _mm_storeu_si128((__m128i*)&s[0], st0);
+        _mm_storeu_si128((__m128i*)&s[4], st1);
+    }
+    static int ts_cpu_has_shani(void) {
+        unsigned a, b, c, d;
+        if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9))) return 0;   /* SSE4.1, SSSE3 */
+        if (__get_cpuid_max(0, 0) < 7) return 0;
+        __cpuid_count(7, 0, a, b, c, d);
+        return (b >> 29) & 1;
+    }
+    #else
+    #define TS_HAVE_SHANI 0
+    static void ts_sha256_block_ni(uint32_t* s, const unsigned char* p) { ts_sha256_block(s, p); }
+    static int ts_cpu_has_shani(void) { return 0; }
+    #endif
+
+    static int ts_use_shani = -1;                           /* -1: not decided yet */
+    static void ts_sha256_blocks(uint32_t* s, const unsigned char* p) {
+        if (ts_use_shani < 0) ts_use_shani = ts_cpu_has_shani();
+        if (ts_use_shani) ts_sha256_block_ni(s, p); else ts_sha256_block(s, p);
+    }
+
     /* The digest of (prior bytes already absorbed into `state`, prior % 64 == 0) followed by msg[0:len]. */
     static void ts_sha256_finish(const uint32_t* state, uint64_t prior, const unsigned char* msg, size_t len,
                                  unsigned char* out) {
@@ -86,13 +146,13 @@ cdef extern from *:
         uint64_t bits = (prior + len) * 8;
         int i;
         memcpy(s, state, 32);
-        while (len >= 64) { ts_sha256_block(s, msg); msg += 64; len -= 64; }
+        while (len >= 64) { ts_sha256_blocks(s, msg); msg += 64; len -= 64; }
         memset(blk, 0, 64);
         memcpy(blk, msg, len);
         blk[len] = 0x80;
-        if (len >= 56) { ts_sha256_block(s, blk); memset(blk, 0, 64); }
+        if (len >= 56) { ts_sha256_blocks(s, blk); memset(blk, 0, 64); }
         for (i = 0; i < 8; i++) blk[63 - i] = (unsigned char)(bits >> (8 * i));
-        ts_sha256_block(s, blk);
+        ts_sha256_blocks(s, blk);
         for (i = 0; i < 8; i++) {
             out[4 * i] = (unsigned char)(s[i] >> 24); out[4 * i + 1] = (unsigned char)(s[i] >> 16);
             out[4 * i + 2] = (unsigned char)(s[i] >> 8); out[4 * i + 3] = (unsigned char)s[i];
@@ -110,9 +170,9 @@ cdef extern from *:
         memset(k, 0, 64);
         if (n > 64) ts_sha256_finish(TS_IV, 0, key, n, k); else memcpy(k, key, n);
         for (i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
-        memcpy(inner, TS_IV, 32); ts_sha256_block(inner, pad);
+        memcpy(inner, TS_IV, 32); ts_sha256_blocks(inner, pad);
         for (i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
-        memcpy(outer, TS_IV, 32); ts_sha256_block(outer, pad);
+        memcpy(outer, TS_IV, 32); ts_sha256_blocks(outer, pad);
         ts_wipe(k, 64); ts_wipe(pad, 64);
     }
 
@@ -155,6 +215,8 @@ cdef extern from *:
     void ts_hmac_hex(const uint32_t* inner, const uint32_t* outer, const unsigned char* msg, size_t n,
                      char* hex) noexcept nogil
     void ts_wipe(void* p, size_t n) noexcept nogil
+    int ts_use_shani
+    int ts_cpu_has_shani() noexcept nogil
     char* ts_put(char* p, const char* s, size_t n) noexcept nogil
     char* ts_puts(char* p, const char* s) noexcept nogil
     char* ts_put_uint(char* p, uint64_t v) noexcept nogil
@@ -162,6 +224,14 @@ cdef extern from *:
 
 
 # ---- HMAC-SHA256 ---------------------------------------------------------------------------------------------------
+
+def use_sha_extensions(on: bool | None = None) -> bool:
+    """Whether SHA-256 runs on the CPU's SHA extensions (SHA-NI); ``on``: force it off, or on where the CPU has
+    them (None: detect). Returns the choice in force. Both paths give identical digests (the tests run both)."""
+    global ts_use_shani
+    ts_use_shani = ts_cpu_has_shani() if on is None else (1 if on and ts_cpu_has_shani() else 0)
+    return bool(ts_use_shani)
+
 
 def sha256_hex(bytes data) -> str:
     """SHA-256 of ``data`` as lowercase hex (the C implementation; for tests against ``hashlib``)."""

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import bench
@@ -32,25 +32,38 @@ from ext.orders import (
     RiskCore,
     hmac_sha256_hex,
     sha256_hex,
+    use_sha_extensions,
 )
 from tests.integration.conftest import ed25519_keypair
 
 # ---- HMAC-SHA256 -----------------------------------------------------------------------------------------------------
 
 
-@given(st.binary(max_size=300))
-def test_sha256_matches_hashlib(data: bytes) -> None:
+@pytest.fixture(params=["sha-ni", "portable"])
+def sha_impl(request):
+    """Both compression functions: the CPU's SHA extensions (where it has them) and the portable C."""
+    if request.param == "sha-ni" and not use_sha_extensions(True):
+        pytest.skip("this CPU has no SHA extensions")
+    use_sha_extensions(request.param == "sha-ni")
+    yield request.param
+    use_sha_extensions(None)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])      # the fixture picks, once, per test
+@given(data=st.binary(max_size=300))
+def test_sha256_matches_hashlib(sha_impl, data: bytes) -> None:
     assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("n", [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000])
-def test_sha256_padding_boundaries(n: int) -> None:
+def test_sha256_padding_boundaries(sha_impl, n: int) -> None:
     data = bytes(range(256)) * 4
     assert sha256_hex(data[:n]) == hashlib.sha256(data[:n]).hexdigest()
 
 
-@given(st.binary(min_size=1, max_size=150), st.binary(max_size=400))
-def test_hmac_matches_the_standard_library(key: bytes, msg: bytes) -> None:
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.binary(min_size=1, max_size=150), msg=st.binary(max_size=400))
+def test_hmac_matches_the_standard_library(sha_impl, key: bytes, msg: bytes) -> None:
     assert hmac_sha256_hex(key, msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
     assert Hmac(key).hexdigest(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
 
