@@ -291,6 +291,7 @@ class _OrderRig:
                                 rest.now_ms)
         node.ws_api, node.journal = ws_api, journal
         li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", inst=inst, sf=sf,
+                        position=node.oms.positions.get(inst.symbol),
                         tracker=SimpleNamespace(orders=[]))
         return cls(node, li, _write_clock(ws_api), answered)
 

@@ -61,6 +61,7 @@ class LiveIntent:
     finals_sent: set[str] = field(default_factory=set)
     inst: Instrument | None = None
     sf: Any = None                        # the symbol's ext.feed.SymbolFeed
+    position: Any = None                  # the symbol's oms.positions.Position (the same object all along)
     tick_f: float = 0.0                   # tick and step as floats, for the order path's risk check
     step_f: float = 0.0
 
@@ -243,9 +244,9 @@ class Node:
         sf = li.sf
         buy = act.side == BUY
         now = self.clock()
-        position = self.oms.positions.qty_f(inst.symbol)
+        position = li.position.qty_f
         code = self.risk.core.check_order(sf, buy, act.qty, act.price or 0, li.tick_f, li.step_f, position,
-                                          act.reduce_only, self.oms.open_count, now, self._stale_ns)
+                                          act.reduce_only, len(self.oms.live), now, self._stale_ns)
         if code:
             exc = self.risk.refusal(code, inst.symbol, buy, act.qty * li.step_f,
                                     None if act.price is None else act.price * li.tick_f, sf.book.mid * li.tick_f,
@@ -336,7 +337,8 @@ class Node:
             pos_lots = -pos_lots
         rtt = int(self.cfg.execution.round_trip_ms * MS)
         spec = make_spec(intent, inst, arrival, pos_lots, rtt, self.cfg.engine.timer_ms * MS)
-        li = LiveIntent(self._new_intent_id(), intent, source, user, inst=inst, sf=sf)
+        li = LiveIntent(self._new_intent_id(), intent, source, user, inst=inst, sf=sf,
+                        position=self.oms.positions.get(inst.symbol))
         seq = itertools.count(1)
         algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}")
         li.algo, li.tracker = algo, Tracker(spec, arrival, algo.name)
@@ -548,7 +550,8 @@ class Node:
         spec = Spec(inst.symbol, d["side"], inst.qty_to_lots(left), d["arrival_ns"], d["deadline_ns"], d["cap"],
                     d["complete"], d["reduce_only"], rtt, d["limit"], min_order_lots(inst, d["mid_ticks"]),
                     self.cfg.engine.timer_ms * MS)
-        li = LiveIntent(iid, resumed_intent(row, left), d.get("source", ""), d.get("user", ""), inst=inst, sf=sf)
+        li = LiveIntent(iid, resumed_intent(row, left), d.get("source", ""), d.get("user", ""), inst=inst, sf=sf,
+                        position=self.oms.positions.get(inst.symbol))
         seq = itertools.count(1)
         li.algo, _ = make_algo(d["algo"] if d["algo"] in ALGORITHMS else "sniper", spec, sf, self.now(),
                                lambda: f"{iid}-r{self._run_id[-4:]}-{next(seq)}")

@@ -769,16 +769,18 @@ cdef class OrderWire:
         return PyUnicode_DecodeASCII(self.payload, self.payload_len, NULL)
 
     def place(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, str tif not None,
-              bint reduce_only, str cid not None, int64_t rid, int64_t ts_ms) -> int:
-        """Check the rate windows, write the frame and send it on the picows ``transport`` now.
+              bint reduce_only, str cid not None, int64_t rid, int64_t offset_ms) -> int:
+        """Check the rate windows, write the frame and send it on the picows ``transport`` now; ``timestamp`` is
+        this host's ``CLOCK_REALTIME`` in ms plus ``offset_ms`` (the venue's clock minus ours).
 
         Returns ``PLACE_SENT`` (the bytes were handed to ``send(2)``, or to the transport's buffer when the socket
         was full, and the order is charged to the windows), ``PLACE_RATE_LIMITED`` (nothing sent: a window is
         full; the caller waits through the limiter) or ``PLACE_NOT_CONNECTED`` (nothing sent). Errors in the
         order (size, id) raise ``ValueError`` before anything is sent; a failing write raises what picows
         raises."""
-        return self.place_c(transport, sym, buy, lots, ticks, _tif_index(tif), reduce_only, cid, rid, ts_ms,
-                            _realtime_ms())
+        cdef int64_t now = _realtime_ms()
+        return self.place_c(transport, sym, buy, lots, ticks, _tif_index(tif), reduce_only, cid, rid,
+                            now + offset_ms, now)
 
     cdef int place_c(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, int t, bint reduce_only,
                      str cid, int64_t rid, int64_t ts_ms, int64_t now) except -1:

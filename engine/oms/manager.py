@@ -48,7 +48,7 @@ class OrderManager:
         self.unknown_events = 0
         self.stale_events = 0
         self._tasks: set[asyncio.Task] = set()
-        self._live: set[str] = set()               # every order not seen final yet (open_count looks only here)
+        self.live: set[str] = set()                # orders sent and not final (pruned as they end; open_count)
         self._decimals: dict[Decimal, int] = {}
 
     # ---- sending ------------------------------------------------------------------------------------------
@@ -57,14 +57,14 @@ class OrderManager:
     def open_count(self) -> int:
         """Orders sent and not final (one loop over the few live orders: it runs before every order)."""
         orders, n, done = self.orders, 0, None
-        for cid in self._live:
+        for cid in self.live:
             state = orders[cid].state
             if state in FINAL_STATES:
                 done = [cid] if done is None else [*done, cid]
             elif state is not OState.NEW:
                 n += 1
         if done:
-            self._live.difference_update(done)
+            self.live.difference_update(done)
         return n
 
     def _fmt(self, value: Decimal, size: Decimal) -> str:
@@ -98,7 +98,7 @@ class OrderManager:
         now = self.clock_ms()
         o.created_ms = o.updated_ms = now
         self.orders[o.client_order_id] = o
-        self._live.add(o.client_order_id)
+        self.live.add(o.client_order_id)
         self.journal.order(o)
         self._transition(o, Trigger.SUBMIT, "submit")
         t0 = time.perf_counter_ns()
@@ -125,7 +125,7 @@ class OrderManager:
             raise StateError(f"order {o.client_order_id} already exists")
         o.created_ms = o.updated_ms = self.clock_ms()
         self.orders[o.client_order_id] = o
-        self._live.add(o.client_order_id)
+        self.live.add(o.client_order_id)
         t0 = time.perf_counter_ns()
         return self._sent_now(o, self.gateway.place_now(self.params(o), decision_ns), t0)
 
@@ -134,7 +134,7 @@ class OrderManager:
         if o.client_order_id not in self.orders:
             o.created_ms = o.updated_ms = self.clock_ms()
             self.orders[o.client_order_id] = o
-            self._live.add(o.client_order_id)
+            self.live.add(o.client_order_id)
         o.apply(Trigger.SUBMIT, o.created_ms)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, o.updated_ms, "submit", o.state.value, None)
@@ -152,8 +152,8 @@ class OrderManager:
         the order goes through ``submit_now``. Returns the future of the settled order, as ``submit_now``."""
         if cid in self.orders:
             raise StateError(f"order {cid} already exists")
-        t0 = time.perf_counter_ns()
         answer = self.gateway.place_fast(inst, buy, lots, ticks, tif, reduce_only, cid, decision_ns)
+        t0 = time.perf_counter_ns()
         price = None if ticks is None else inst.ticks_to_price(ticks)
         o = Order(cid, inst.symbol, "BUY" if buy else "SELL", "MARKET" if price is None else "LIMIT",
                   inst.lots_to_qty(lots), price, None if price is None else tif, reduce_only=reduce_only,
@@ -257,6 +257,8 @@ class OrderManager:
             self.stale_events += 1
             return
         self.positions.apply(o.symbol, o.side, fill.price, fill.qty, fill.fee)
+        if o.state in FINAL_STATES:
+            self.live.discard(o.client_order_id)
         self.journal.fill(fill)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, fill.time_ms, "fill", o.state.value,
@@ -273,6 +275,8 @@ class OrderManager:
         if not moved:
             self.stale_events += 1
             return
+        if o.state in FINAL_STATES:
+            self.live.discard(o.client_order_id)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, o.updated_ms, event, o.state.value, detail)
         self.on_order(o, None)
@@ -320,7 +324,7 @@ class OrderManager:
     def load(self, orders: dict[str, Order], fills: list[Fill]) -> None:
         """Resume from the journal: orders with their trade ids, positions rebuilt from the fills."""
         self.orders.update(orders)
-        self._live.update(cid for cid, o in orders.items() if not o.state.final)
+        self.live.update(cid for cid, o in orders.items() if not o.state.final)
         for f in fills:
             self.positions.apply(f.symbol, f.side, f.price, f.qty, f.fee)
 

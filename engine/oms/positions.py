@@ -17,9 +17,15 @@ class Position:
     entry: Decimal = ZERO
     realized: Decimal = ZERO
     fees: Decimal = ZERO
+    qty_f: float = 0.0           # qty as a float, kept in step by ``apply``: the order path's risk check reads it
 
     def apply(self, side: str, price: Decimal, qty: Decimal, fee: Decimal = ZERO) -> Decimal:
         """Add one fill; returns the PnL it realised (before fees)."""
+        pnl = self._apply(side, price, qty, fee)
+        self.qty_f = float(self.qty)
+        return pnl
+
+    def _apply(self, side: str, price: Decimal, qty: Decimal, fee: Decimal) -> Decimal:
         signed = qty if side == "BUY" else -qty
         self.fees += fee
         if self.qty == 0 or (self.qty > 0) == (signed > 0):
@@ -58,8 +64,3 @@ class Book:
 
     def apply(self, symbol: str, side: str, price: Decimal, qty: Decimal, fee: Decimal = ZERO) -> Decimal:
         return self.get(symbol).apply(side, price, qty, fee)
-
-    def qty_f(self, symbol: str) -> float:
-        """The signed position as a float (for risk thresholds; 0.0 when there is none)."""
-        pos = self.positions.get(symbol)
-        return 0.0 if pos is None else float(pos.qty)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import math
 import socket
+import time
 from decimal import Decimal
 
 import orjson
@@ -218,11 +219,14 @@ def test_place_writes_a_masked_frame_on_a_plain_socket(cid: str) -> None:
         tr.underlying_transport = under = _Underlying(a)
         wire = OrderWire("key", b"secret")
         sym = wire.add_symbol("BTCUSDT", 1, 1, 1, 3)
-        expected = [wire.frame(sym, i % 2 == 0, 5 + i, 600_000 + i, "GTC", False, f"{cid[:-1]}{i}", i, 7)
-                    for i in range(3)]
         for i in range(3):
-            assert wire.place(tr, sym, i % 2 == 0, 5 + i, 600_000 + i, "GTC", False, f"{cid[:-1]}{i}", i, 7) == 0
-        assert [_read_frame(b) for _ in range(3)] == expected and not tr.sent
+            assert wire.place(tr, sym, i % 2 == 0, 5 + i, 600_000 + i, "GTC", False, f"{cid[:-1]}{i}", i, -250) == 0
+        for i in range(3):
+            got = _read_frame(b)
+            ts = orjson.loads(got)["params"]["timestamp"]             # this host's clock + the offset
+            assert abs(ts - (time.time_ns() // 1_000_000 - 250)) < 5_000
+            assert got == wire.frame(sym, i % 2 == 0, 5 + i, 600_000 + i, "GTC", False, f"{cid[:-1]}{i}", i, ts)
+        assert not tr.sent
         under.buffered = 10                                          # data queued: the transport keeps the order
         wire.place(tr, sym, True, 1, 1, "GTC", False, "q", 9, 7)
         assert len(tr.sent) == 1 and orjson.loads(tr.sent[0])["params"]["newClientOrderId"] == "q"

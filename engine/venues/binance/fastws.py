@@ -190,6 +190,9 @@ class PicowsWsApi(WsApi):
         self._key_order: dict[frozenset, tuple[str, ...]] = {}
         self._wire = _order_wire(creds, recv_window_ms, self.limiter)
         self._wire_syms: dict[str, int] = {}
+        # the object whose time_offset_ms now_ms adds (BinanceRest): read directly on the order path
+        owner = getattr(now_ms, "__self__", None)
+        self._offset_src = owner if isinstance(getattr(owner, "time_offset_ms", None), int) else None
         self.last_write_ns = 0                     # CLOCK_MONOTONIC right after the last request's write
 
     @property
@@ -314,10 +317,11 @@ class PicowsWsApi(WsApi):
         if sym is None:
             sym = self._wire_syms[inst.symbol] = wire.add_symbol(inst.symbol, *Instrument.grid(inst.tick_size),
                                                                  *Instrument.grid(inst.step_size))
+        src = self._offset_src
         rid = next(self._ids)
         try:
             if wire.place(self._transport, sym, buy, lots, ticks or 0, tif or "GTC", reduce_only, cid, rid,
-                          self.now_ms()) != PLACE_SENT:
+                          src.time_offset_ms if src is not None else self._offset_ms()) != PLACE_SENT:
                 return None
         except ValueError as exc:
             log.warning("order %s cannot take the fast path (%s): sending it the general way", cid, exc)
@@ -330,6 +334,10 @@ class PicowsWsApi(WsApi):
         fut = self._written(rid, "order.place", decision_ns)
         asyncio.get_running_loop().call_later(self.timeout_s, self._expire, fut, "order.place")
         return fut
+
+    def _offset_ms(self) -> int:
+        """The venue's clock minus ours in ms, from ``now_ms`` (when it is not a ``BinanceRest``'s)."""
+        return self.now_ms() - time.time_ns() // 1_000_000
 
     async def close(self) -> None:
         tr = self._transport
