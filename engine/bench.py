@@ -189,11 +189,11 @@ def _flat(result: dict) -> list[tuple[str, float]]:
 
 def table(result: dict) -> str:
     """The result as an aligned text table with the targets beside the figures."""
+    rows = [(name, value) for name, value in _flat(result) if name != "messages"]
+    width = max([28, *(len(name) + 2 for name, _ in rows)])
     lines = [f"data: {', '.join(result['data'])} ({result['messages']} messages)", "",
-             f"{'measure':<28}{'value':>14}   target     "]
-    for name, value in _flat(result):
-        if name == "messages":
-            continue
+             f"{'measure':<{width}}{'value':>14}   target     "]
+    for name, value in rows:
         target = TARGETS.get(name)
         if target:
             op, lim = target
@@ -201,7 +201,7 @@ def table(result: dict) -> str:
             tgt = f"{op} {lim:g}  {'ok' if ok else 'MISSED'}"
         else:
             tgt = "(reference)"
-        lines.append(f"{name:<28}{value:>14,.3f}   {tgt}")
+        lines.append(f"{name:<{width}}{value:>14,.3f}   {tgt}")
     return "\n".join(lines)
 
 
