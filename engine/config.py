@@ -67,6 +67,7 @@ class VenueConfig:
     key_profile: str = "main"          # profile in the encrypted key file when the environment has no key
     recv_window_ms: int = 5000
     countdown_cancel_ms: int = 60000   # dead man's switch: the venue cancels our orders if we go quiet (0: off)
+    time_sync_s: float = 300.0         # re-measure the venue's clock this often (and at once after a -1021)
 
     def __post_init__(self) -> None:
         _require(self.kind in ("sim", "binance"), f"venue.kind must be sim or binance, got {self.kind!r}")
@@ -74,6 +75,7 @@ class VenueConfig:
         _require(self.transport in ("picows", "aiohttp"), "venue.transport must be picows or aiohttp")
         _require(self.countdown_cancel_ms == 0 or self.countdown_cancel_ms >= 10000,
                  "venue.countdown_cancel_ms must be 0 or >= 10000")
+        _require(self.time_sync_s >= 10, "venue.time_sync_s must be >= 10")
 
 
 @dataclasses.dataclass(frozen=True)

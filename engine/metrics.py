@@ -88,6 +88,8 @@ class NodeCollector:
             pnl.add_metric([sym], float(p.realized - p.fees))
         yield pos
         yield pnl
+        yield GaugeMetricFamily("tapeshot_venue_clock_offset_ms", "Venue clock minus ours, as last measured",
+                                value=n.rest.time_offset_ms)
         yield GaugeMetricFamily("tapeshot_trading_state", "0 active, 1 reducing, 2 halted",
                                 value=["ACTIVE", "REDUCING", "HALTED"].index(n.risk.state.value))
         refused = CounterMetricFamily("tapeshot_risk_refused", "Orders refused by risk", labels=["reason"])

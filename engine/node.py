@@ -132,6 +132,9 @@ class Node:
                         asyncio.create_task(self._loop_lag())]
         if self.cfg.venue.countdown_cancel_ms:
             self._tasks.append(asyncio.create_task(self._dead_mans_switch()))
+        if self.ws_api is not None:
+            self.ws_api.on_clock_error = self.rest.clock_suspect.set
+        self._tasks.append(asyncio.create_task(self._clock_sync()))
         self.started.set()
 
     async def _venue(self) -> tuple[str, str, str, Credentials]:
@@ -512,6 +515,23 @@ class Node:
             await asyncio.sleep(period)
             self.loop_lag_s = max(0.0, loop.time() - t0 - period)
             hist.observe(self.loop_lag_s)
+
+    async def _clock_sync(self) -> None:
+        """Keep the venue-clock offset current: every ``venue.time_sync_s``, and at once when the venue said a
+        request's timestamp was outside its recvWindow (-1021)."""
+        suspect = self.rest.clock_suspect
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(suspect.wait(), self.cfg.venue.time_sync_s)
+            suspect.clear()
+            before = self.rest.time_offset_ms
+            try:
+                after = await self.rest.sync_time()
+            except VenueError as exc:
+                log.warning("venue clock: could not measure the offset: %s", exc)
+                continue
+            if abs(after - before) >= 100:
+                log.warning("venue clock: offset moved %+d ms (now %d ms)", after - before, after)
 
     async def _dead_mans_switch(self) -> None:
         ms = self.cfg.venue.countdown_cancel_ms

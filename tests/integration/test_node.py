@@ -10,7 +10,7 @@ import pytest
 
 from engine.config import Config, EngineConfig, ExecutionConfig, VenueConfig
 from engine.control import ControlClient, ControlServer
-from engine.errors import RiskRefused, TapeshotError
+from engine.errors import RiskRefused, TapeshotError, VenueClientError
 from engine.loop import run
 from engine.node import Node
 from engine.oms.journal import Journal
@@ -107,5 +107,33 @@ def test_tp_and_sl_are_exchange_side_close_position_orders(tmp_path):
             await intent(client, "flat btc 10s")
             await asyncio.sleep(0.2)
             assert await node.rest.open_orders("BTCUSDT") == []              # position closed: levels gone
+
+    run(main())
+
+
+def test_a_drifted_clock_is_measured_again_after_a_minus_1021(tmp_path):
+    """Our venue-clock estimate drifts 30 s behind: a signed request over REST, then one over the WebSocket API,
+    is refused with -1021 (outside recvWindow); each time the engine re-measures the offset at once, and the next
+    intent goes through."""
+    async def main():
+        async with engine(tmp_path) as (node, client):
+            true_offset = node.rest.time_offset_ms
+
+            async def corrected():
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 10
+                while abs(node.rest.time_offset_ms - true_offset) > 1_000 and loop.time() < end:
+                    await asyncio.sleep(0.02)
+                return abs(node.rest.time_offset_ms - true_offset) <= 1_000
+
+            for send in (lambda: node.rest.open_orders(),
+                         lambda: node.ws_api.call("order.status", {"symbol": "BTCUSDT", "origClientOrderId": "x"})):
+                node.rest.time_offset_ms = true_offset - 30_000
+                with pytest.raises(VenueClientError) as exc:
+                    await send()
+                assert exc.value.code == -1021
+                assert await corrected()
+            lines = await intent(client, "long btc 0.01 5s sniper")
+            assert lines[-1]["data"]["filled"] == "0.010"
 
     run(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -48,6 +49,7 @@ class WsApi:
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self.drops = 0
+        self.on_clock_error: Callable[[], None] | None = None    # a -1021 answer: our clock estimate is off
 
     async def connect(self) -> None:
         async with self._lock:
@@ -92,6 +94,8 @@ class WsApi:
             return
         err = msg.get("error") or {}
         code, text = err.get("code", codes.UNKNOWN), err.get("msg", "")
+        if code == codes.INVALID_TIMESTAMP and self.on_clock_error is not None:
+            self.on_clock_error()
         if status in (418, 429):
             retry = (err.get("data") or {}).get("retryAfter") if isinstance(err.get("data"), dict) else None
             self.limiter.back_off(max(1.0, (retry - self.now_ms()) / 1000) if retry else 1.0)
