@@ -37,6 +37,7 @@ async def reconcile(node: Node, state) -> list[str]:
                 notes.append(f"order {o.client_order_id}: {before[0]} -> {o.state}, filled {before[1]} -> {o.filled}")
         elif o.state is OState.NEW:                      # journaled but never sent: the venue cannot have it
             o.apply(Trigger.REJECT, reason="never sent")
+            oms.live.discard(o.client_order_id)
             node.journal.order(o)
     try:
         venue_open = await node.rest.open_orders()
