@@ -15,9 +15,29 @@ from engine.oms.journal import Journal
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this platform")
 
 
-def test_plan_gives_the_loop_its_own_cpu(monkeypatch):
+INTERRUPTS = """\
+           CPU0       CPU1       CPU2       CPU3
+ 26:          0         13          0          0  IO-APIC   4-edge      ttyS0
+ 36:          0     638697          0          0  PCI-MSIX-0000:00:02.0   1-edge      virtio1-req.0
+ 42:        120          0       1000          0  PCI-MSIX-0000:00:04.0   2-edge      virtio3-tx
+LOC:    1212481    2128482    2000000    9999999   Local timer interrupts
+"""
+
+
+def test_device_interrupts_per_cpu():
+    assert affinity.device_interrupts(INTERRUPTS) == {0: 120, 1: 638710, 2: 1000, 3: 0}
+    assert affinity.device_interrupts("") == {}
+
+
+def test_plan_gives_the_loop_the_quietest_cpu(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
-    assert affinity.plan("auto") == ({3}, {0, 1, 2})
+    real = affinity.device_interrupts
+    monkeypatch.setattr(affinity, "device_interrupts", lambda: real(INTERRUPTS))
+    assert affinity.plan("auto") == ({3}, {0, 1, 2})                    # no device interrupts on 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert affinity.plan("auto") == ({0}, {1})                          # the disk's interrupts go to 1
+    monkeypatch.setattr(affinity, "device_interrupts", dict)
+    assert affinity.plan("auto") == ({1}, {0})                          # nothing known: the highest
     assert affinity.plan("off") == (None, None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {5})
     assert affinity.plan("auto") == (None, None)            # one CPU: nothing to separate
