@@ -173,8 +173,22 @@ def run(paths: list[str | Path] | None = None, sockets: bool = True) -> dict:
         "sim_replay": sim_replay_speed(tape.paths, speed=300.0),
     }
     if sockets:                      # loopback socket paths: wire -> decision, decision -> bytes on the order socket
+        result["machine_stalls"] = machine_stalls()
         result.update(latency(tape))
     return result
+
+
+def machine_stalls(seconds: float = 2.0) -> dict[str, float]:
+    """How often the engine's core is taken away from a running thread (``ext.parse.clock_stalls`` on the core
+    ``tapeshot run`` gives the event loop): the floor under every p99 below. A path of T µs is hit by one of
+    these in about T x per_s_over_10us / 1e6 of its samples."""
+    from engine.latency_bench import _engine_core, _pinned
+    from ext.parse import clock_stalls
+
+    with _pinned(_engine_core()):
+        n10, n20, n40, longest = clock_stalls(int(seconds * 1e9))
+    return {"per_s_over_10us": round(n10, 1), "per_s_over_20us": round(n20, 1), "per_s_over_40us": round(n40, 1),
+            "longest_us": round(longest, 1)}
 
 
 def _flat(result: dict) -> list[tuple[str, float]]:

@@ -62,7 +62,7 @@ def wire_to_decision(transport: str, messages: list[bytes], n: int, *, instrumen
     tape = bench.Tape([], messages, instruments if instruments is not None else bench.load_tape(None).instruments)
     start = bench._sync_point(tape)
     wire = messages[start:start + n]
-    core = max(os.sched_getaffinity(0)) if pin else None
+    core = _engine_core() if pin else None
     ctx = multiprocessing.get_context("fork")
     stamps = ctx.RawArray("q", len(wire))
     ack_r, ack_w = os.pipe()
@@ -83,6 +83,12 @@ def wire_to_decision(transport: str, messages: list[bytes], n: int, *, instrumen
             os.close(fd)
     lat = np.asarray(received, dtype=np.int64) - np.frombuffer(stamps, dtype=np.int64)
     return bench._pcts(lat[bench._depth_mask(wire)])
+
+
+def _engine_core() -> int:
+    """The core ``tapeshot run`` gives its event loop (``engine.affinity``), or the highest allowed one."""
+    loop_cpus, _ = affinity.plan("auto")
+    return min(loop_cpus) if loop_cpus else max(os.sched_getaffinity(0))
 
 
 @contextlib.contextmanager

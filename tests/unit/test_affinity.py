@@ -83,3 +83,11 @@ def test_config_takes_only_known_modes(tmp_path):
     p.write_text('[engine]\ncpu_pinning = "sometimes"\n')
     with pytest.raises(ConfigError):
         load(p, env={})
+
+
+def test_clock_stalls_reports_rates_and_the_longest_gap():
+    from ext.parse import clock_stalls
+
+    n10, n20, n40, longest = clock_stalls(50_000_000)
+    assert n10 >= n20 >= n40 >= 0 and longest >= 0
+    assert (longest > 10) == (n10 > 0)
