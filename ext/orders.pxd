@@ -2,8 +2,6 @@
 # check, and the WebSocket API order.place frame written straight into the socket's send buffer.
 from libc.stdint cimport int64_t, uint32_t
 
-from ext.feed cimport SymbolFeed
-
 cdef enum:
     MAX_WINDOWS = 8        # rate-limit windows the venue declares (Binance USD-M has 3)
     MAX_SYMBOLS = 256      # symbols one OrderWire can encode
@@ -50,9 +48,6 @@ cdef class RiskCore:
 
     cdef int check_c(self, bint buy, double qty, double price, double mid, double position, bint reduce_only,
                      bint synced, bint stale, bint crossed, double now_s) noexcept
-    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
-                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
-                        int64_t stale_ns) noexcept
 
 
 cdef class OrderWire:
@@ -77,7 +72,5 @@ cdef class OrderWire:
     cdef int n_masks
 
     cdef int send_frame(self, Py_ssize_t n) except -1
-    cdef int place_c(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, int t, bint reduce_only,
-                     str cid, int64_t rid, int64_t ts_ms, int64_t now) except -1
     cdef Py_ssize_t encode(self, int sym, bint buy, int64_t lots, int64_t ticks, int tif, bint reduce_only,
                            const char* cid, Py_ssize_t cid_len, int64_t rid, int64_t ts_ms) except -1

@@ -1,18 +1,20 @@
 # cython: language_level=3
 """The order path from decision to socket, in C: what must happen before an order's bytes leave.
 
-- ``hmac_sha256_hex``/``Hmac``: HMAC-SHA256 (RFC 2104) over SHA-256 (FIPS 180-4) in portable C. The key is
-  absorbed once into the inner and outer midstates, so signing a ~250-byte Binance payload costs 4 + 1
-  compressions instead of 6 + 1. Checked bit for bit against ``hashlib``/``hmac`` (tests/unit/test_orders.py).
+- ``hmac_sha256_hex``/``Hmac``: HMAC-SHA256 (RFC 2104) over SHA-256 (FIPS 180-4), on the CPU's SHA extensions
+  when CPUID reports them, else in portable C. The key is absorbed once into the inner and outer midstates, so
+  signing a ~250-byte Binance payload costs 4 + 1 compressions instead of 6 + 1. Checked bit for bit against
+  ``hashlib``/``hmac``, both ways (tests/unit/test_orders.py).
 - ``RateWindows``: the venue's fixed-window counters (request weight, orders per 10 s / per minute), the state
   behind ``engine.venues.binance.limiter.RateLimiter``; a request that would cross ``safety`` x limit waits.
 - ``RiskCore``: the pre-trade checks of ``engine.risk.RiskGateway`` on doubles, returning a reason code.
 - ``OrderWire``: an ``order.place`` request for Binance's WebSocket API, written from integer lots and ticks into
-  one reusable buffer, signed (HMAC in C, or an Ed25519 callable), and handed to picows's
-  ``send_reuse_external_bytearray``, which masks it in place and calls ``send(2)``. The frame is byte-identical
-  to ``orjson.dumps({"id", "method", "params": WsApi.signed(params)})`` for the same order and timestamp.
+  one reusable buffer, signed (HMAC in C, or an Ed25519 callable), framed and masked in place and written with
+  ``send(2)`` on the connection's socket (plain TCP with nothing queued in the transport; otherwise picows's
+  ``send_reuse_external_bytearray`` takes it). The frame is byte-identical to
+  ``orjson.dumps({"id", "method", "params": WsApi.signed(params)})`` for the same order and timestamp.
 
-Nothing here allocates Python objects on the way to the socket except the picows call's own argument handling.
+Nothing here allocates Python objects on the way to the socket (HMAC keys; Ed25519 signs through Python).
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
@@ -434,11 +436,6 @@ cdef class RiskCore:
         fresh (a diff applied within ``stale_ns`` of exchange time before ``now_ns``), not crossed, its mid the
         reference. ``open_orders`` is the OMS's count; the order rate runs on ``CLOCK_MONOTONIC`` seconds, as
         ``time.monotonic()``."""
-        return self.check_book(sf, buy, lots, ticks, tick, step, position, reduce_only, open_orders, now_ns, stale_ns)
-
-    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
-                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
-                        int64_t stale_ns) noexcept:
         cdef Book book = sf.book
         cdef bint synced = sf.state == S_SYNCED
         cdef double mid = book.mid_ticks() * tick
@@ -776,14 +773,11 @@ cdef class OrderWire:
         Returns ``PLACE_SENT`` (the bytes were handed to ``send(2)``, or to the transport's buffer when the socket
         was full, and the order is charged to the windows), ``PLACE_RATE_LIMITED`` (nothing sent: a window is
         full; the caller waits through the limiter) or ``PLACE_NOT_CONNECTED`` (nothing sent). Errors in the
-        order (size, id) raise ``ValueError`` before anything is sent; a failing write raises what picows
-        raises."""
+        order (size, id) raise ``ValueError`` before anything is sent; a write that fails in picows raises what
+        picows raises (a failing ``send(2)`` of our own is left to the transport, which reports the loss)."""
         cdef int64_t now = _realtime_ms()
-        return self.place_c(transport, sym, buy, lots, ticks, _tif_index(tif), reduce_only, cid, rid,
-                            now + offset_ms, now)
-
-    cdef int place_c(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, int t, bint reduce_only,
-                     str cid, int64_t rid, int64_t ts_ms, int64_t now) except -1:
+        cdef int64_t ts_ms = now + offset_ms
+        cdef int t = _tif_index(tif)
         cdef Py_ssize_t cn
         cdef const char* c = PyUnicode_AsUTF8AndSize(cid, &cn)
         cdef Py_ssize_t n

@@ -19,6 +19,9 @@ class Position:
     fees: Decimal = ZERO
     qty_f: float = 0.0           # qty as a float, kept in step by ``apply``: the order path's risk check reads it
 
+    def __post_init__(self) -> None:
+        self.qty_f = float(self.qty)
+
     def apply(self, side: str, price: Decimal, qty: Decimal, fee: Decimal = ZERO) -> Decimal:
         """Add one fill; returns the PnL it realised (before fees)."""
         pnl = self._apply(side, price, qty, fee)
