@@ -7,10 +7,11 @@
   the send stamp is the latency. The receiver acks each message through a pipe and the sender waits for the ack
   and a short gap before the next write, so this measures latency, not queueing. Both processes are pinned to
   one core by default (the issue's condition); ``pin=False`` lets the scheduler place them.
-- ``order_path``: an algorithm's ``Place`` through the node's placement code (risk check, ``Order``, journal
-  enqueue, OMS, gateway, WebSocket API signing and serialisation) until the request frame's write to the socket
-  returns, against the sim venue's WebSocket API on loopback, in-process. Each order is a 1 %-away IOC that
-  expires at once; the next goes after the answer.
+- ``order_path``: an algorithm's ``Place`` through the node's placement code (with picows: ``OrderGate.fire``,
+  the risk check, rate windows, frame, signature and ``send(2)`` in one C call; with aiohttp: risk, ``Order``,
+  OMS, gateway, signing, serialisation) until the request frame's write to the socket returns (stamped in C),
+  against the sim venue's WebSocket API on loopback, in-process. Each order is a 1 %-away IOC that expires at
+  once; the next goes after the answer.
 
 Medians and 99th percentiles in µs, like ``engine.bench``.
 """
@@ -198,7 +199,7 @@ async def _receive(transport: str, port: int, warmup: list[bytes], instruments: 
 
 def order_path(transport: str, n: int, *, pinning: str = "auto") -> dict[str, float]:
     """p50/p99 (µs) from a ``Place`` entering ``Node._place`` to the return of the request's write. With picows
-    the whole path is synchronous (``place_now``: risk and the request in C, ``ext.orders``); aiohttp's WebSocket
+    the whole path is synchronous (one ``ext.orders.OrderGate.fire``: risk and the request in C); aiohttp's WebSocket
     API has no synchronous send, so its path includes a task hop. Threads are placed as ``tapeshot run`` places
     them (``engine.affinity``, ``pinning`` as ``engine.cpu_pinning``): the loop on one core, the journal writer
     (which commits with fsync) on the other."""

@@ -39,6 +39,7 @@ from engine.venues.binance.rest import MAINNET_REST, TESTNET_REST, BinanceRest
 from engine.venues.binance.streams import MAINNET_WS, TESTNET_WS, UserStream
 from engine.venues.binance.transport import market_stream_class, ws_api_class
 from engine.venues.binance.wsapi import MAINNET_WS_API, TESTNET_WS_API
+from ext.orders import GATE_DUPLICATE, GATE_NOT_CONNECTED, GATE_SENT
 from strategies.base import BUY, Algo, Cancel, OrderUpdate, Place
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class LiveIntent:
     position: Any = None                  # the symbol's oms.positions.Position (the same object all along)
     tick_f: float = 0.0                   # tick and step as floats, for the order path's risk check
     step_f: float = 0.0
+    gate: Any = None                      # its ext.orders.OrderGate once armed; False: the general path
 
     def __post_init__(self) -> None:
         if self.inst is not None:
@@ -240,31 +242,62 @@ class Node:
                 self._spawn(self.oms.cancel(act.cid))
 
     def _place(self, li: LiveIntent, act: Place) -> None:
-        """Risk, then the order goes out synchronously: its bytes are on the socket when this returns. The
-        check and the request are C (``ext.orders``); the ``Order`` and its journal rows follow the write."""
+        """Risk, then the order goes out synchronously: its bytes are on the socket when this returns. With the
+        picows WebSocket API both are one C call (``ext.orders.OrderGate``, armed once per intent); the ``Order``
+        and its journal rows follow the write."""
         decision_ns = time.monotonic_ns()
-        inst = li.inst
-        sf = li.sf
+        gate = li.gate if li.gate is not None else self._arm(li)
         buy = act.side == BUY
         now = self.clock()
-        position = li.position.qty_f
-        code = self.risk.core.check_order(sf, buy, act.qty, act.price or 0, li.tick_f, li.step_f, position,
-                                          act.reduce_only, len(self.oms.live), now, self._stale_ns)
-        if code:
-            exc = self.risk.refusal(code, inst.symbol, buy, act.qty * li.step_f,
-                                    None if act.price is None else act.price * li.tick_f, sf.book.mid * li.tick_f,
-                                    position)
-            self._emit(li, "error", f"order refused: {exc}")
-            self._route(li, li.algo.on_order(OrderUpdate(act.cid, "REJECTED", final=True), sf, now))
+        if not gate:
+            code = self._check(li, act, buy, now)
+        else:
+            try:
+                code = gate.fire(buy, act.qty, act.price or 0, act.tif, act.reduce_only, act.cid, now)
+            except ValueError:
+                code = GATE_NOT_CONNECTED            # not writable in C (nothing sent): the general path says why
+            except (OSError, RuntimeError) as exc:   # the write failed part way: the outcome is the venue's to tell
+                log.warning("order %s: WebSocket API write failed (%s): outcome unknown", act.cid, exc)
+                code = GATE_SENT
+        if code > 0:
+            self._refuse(li, act, code, buy, now)
             return
+        if code == GATE_DUPLICATE:
+            raise StateError(f"order {act.cid} already exists")
         tif = act.tif if act.price is not None else None
-        self.oms.place_now(inst, buy, act.qty, act.price, tif, act.reduce_only, act.cid, intent_id=li.id,
-                           purpose="exit" if li.intent.kind is IntentKind.EXIT else "entry",
-                           decision_ns=decision_ns).add_done_callback(_log_task_error)
+        purpose = "exit" if li.intent.kind is IntentKind.EXIT else "entry"
+        if code == GATE_SENT and gate:
+            fut = self.oms.fired(li.inst, buy, act.qty, act.price, tif, act.reduce_only, act.cid, gate.rid,
+                                 intent_id=li.id, purpose=purpose, decision_ns=decision_ns)
+        else:                                        # risk passed; not sent yet: this path sends, waits or connects
+            fut = self.oms.place_now(li.inst, buy, act.qty, act.price, tif, act.reduce_only, act.cid,
+                                     intent_id=li.id, purpose=purpose, decision_ns=decision_ns)
+        fut.add_done_callback(_log_task_error)
         li.tracker.orders.append(act.cid)
         if act.tag in ("snipe", "deadline", "now"):
-            self._emit(li, "fired", f"{act.tag}: {'BUY' if buy else 'SELL'} {inst.lots_to_qty(act.qty)} up to "
-                                    f"{None if act.price is None else inst.ticks_to_price(act.price)}")
+            self._emit(li, "fired", f"{act.tag}: {'BUY' if buy else 'SELL'} {li.inst.lots_to_qty(act.qty)} up to "
+                                    f"{None if act.price is None else li.inst.ticks_to_price(act.price)}")
+
+    def _arm(self, li: LiveIntent) -> Any:
+        """The intent's ``OrderGate`` (risk and order in one C call), or False when the session has none."""
+        li.gate = self.oms.gate(li.inst, li.sf, li.position, self.risk.core, self._stale_ns) or False
+        return li.gate
+
+    def _check(self, li: LiveIntent, act: Place, buy: bool, now: int) -> int:
+        """The pre-trade risk check alone (in C), for the general order path: 0 or a ``RISK_REASONS`` index."""
+        if act.cid in self.oms.orders:
+            return GATE_DUPLICATE
+        return self.risk.core.check_order(li.sf, buy, act.qty, act.price or 0, li.tick_f, li.step_f,
+                                          li.position.qty_f, act.reduce_only, len(self.oms.live), now, self._stale_ns)
+
+    def _refuse(self, li: LiveIntent, act: Place, code: int, buy: bool, now: int) -> None:
+        """Risk refused ``act``: say why, and tell its algorithm it was rejected."""
+        sf = li.sf
+        exc = self.risk.refusal(code, li.inst.symbol, buy, act.qty * li.step_f,
+                                None if act.price is None else act.price * li.tick_f, sf.book.mid * li.tick_f,
+                                li.position.qty_f)
+        self._emit(li, "error", f"order refused: {exc}")
+        self._route(li, li.algo.on_order(OrderUpdate(act.cid, "REJECTED", final=True), sf, now))
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -2,6 +2,8 @@
 # check, and the WebSocket API order.place frame written straight into the socket's send buffer.
 from libc.stdint cimport int64_t, uint32_t
 
+from ext.feed cimport SymbolFeed
+
 cdef enum:
     MAX_WINDOWS = 8        # rate-limit windows the venue declares (Binance USD-M has 3)
     MAX_SYMBOLS = 256      # symbols one OrderWire can encode
@@ -48,6 +50,9 @@ cdef class RiskCore:
 
     cdef int check_c(self, bint buy, double qty, double price, double mid, double position, bint reduce_only,
                      bint synced, bint stale, bint crossed, double now_s) noexcept
+    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
+                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
+                        int64_t stale_ns) noexcept
 
 
 cdef class OrderWire:
@@ -70,7 +75,26 @@ cdef class OrderWire:
     cdef object transport_write            # and its write (the tail of a partial send goes there)
     cdef uint32_t masks[64]                # WebSocket masking keys, drawn from os.urandom 64 at a time
     cdef int n_masks
+    cdef public object transport           # the connection an OrderGate sends on (set by the WebSocket API)
+    cdef int64_t next_id                   # request ids, shared with the general path (``next(wire)``)
+    cdef readonly int64_t last_write_ns    # CLOCK_MONOTONIC right after the last frame's write
 
     cdef int send_frame(self, Py_ssize_t n) except -1
     cdef Py_ssize_t encode(self, int sym, bint buy, int64_t lots, int64_t ticks, int tif, bint reduce_only,
                            const char* cid, Py_ssize_t cid_len, int64_t rid, int64_t ts_ms) except -1
+    cdef int place_c(self, object transport, int sym, bint buy, int64_t lots, int64_t ticks, int tif,
+                     bint reduce_only, str cid, int64_t rid, int64_t offset_ms) except -1
+
+
+cdef class OrderGate:
+    cdef RiskCore risk
+    cdef OrderWire wire
+    cdef SymbolFeed sf
+    cdef int sym
+    cdef double tick, step
+    cdef object position                   # has ``qty_f``: the position in base units, as a float
+    cdef set live                          # the OMS's open orders (its size is the count)
+    cdef dict orders                       # the OMS's orders by client id
+    cdef object clock                      # has ``time_offset_ms``: the venue's clock minus ours
+    cdef int64_t stale_ns
+    cdef readonly int64_t rid              # the request id of the last order fired

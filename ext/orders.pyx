@@ -8,6 +8,7 @@
 - ``RateWindows``: the venue's fixed-window counters (request weight, orders per 10 s / per minute), the state
   behind ``engine.venues.binance.limiter.RateLimiter``; a request that would cross ``safety`` x limit waits.
 - ``RiskCore``: the pre-trade checks of ``engine.risk.RiskGateway`` on doubles, returning a reason code.
+- ``OrderGate``: risk, rate windows and ``OrderWire`` in one call per order: what ``engine.node`` fires.
 - ``OrderWire``: an ``order.place`` request for Binance's WebSocket API, written from integer lots and ticks into
   one reusable buffer, signed (HMAC in C, or an Ed25519 callable), framed and masked in place and written with
   ``send(2)`` on the connection's socket (plain TCP with nothing queued in the transport; otherwise picows's
@@ -436,6 +437,12 @@ cdef class RiskCore:
         fresh (a diff applied within ``stale_ns`` of exchange time before ``now_ns``), not crossed, its mid the
         reference. ``open_orders`` is the OMS's count; the order rate runs on ``CLOCK_MONOTONIC`` seconds, as
         ``time.monotonic()``."""
+        return self.check_book(sf, buy, lots, ticks, tick, step, position, reduce_only, open_orders, now_ns,
+                               stale_ns)
+
+    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
+                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
+                        int64_t stale_ns) noexcept:
         cdef Book book = sf.book
         cdef bint synced = sf.state == S_SYNCED
         cdef double mid = book.mid_ticks() * tick
@@ -454,9 +461,14 @@ cdef class RiskCore:
 # ---- the order.place frame -----------------------------------------------------------------------------------------
 
 TIFS = ("GTC", "IOC", "FOK", "GTX")
-PLACE_SENT = 0
-PLACE_RATE_LIMITED = 1
-PLACE_NOT_CONNECTED = 2
+cdef enum:
+    _SENT = 0
+    _RATE_LIMITED = 1
+    _NOT_CONNECTED = 2
+
+PLACE_SENT = _SENT
+PLACE_RATE_LIMITED = _RATE_LIMITED
+PLACE_NOT_CONNECTED = _NOT_CONNECTED
 cdef int FRAME_CAP = 2048
 
 
@@ -516,6 +528,12 @@ cdef inline double _monotonic_s() noexcept:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline int64_t _monotonic_ns() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
 
 cdef inline int64_t _realtime_ms() noexcept:
@@ -765,6 +783,11 @@ cdef class OrderWire:
         """The signature payload of the last frame (for tests)."""
         return PyUnicode_DecodeASCII(self.payload, self.payload_len, NULL)
 
+    def __next__(self) -> int:
+        """The next request id (the WebSocket API's general path takes its ids here too: one sequence)."""
+        self.next_id += 1
+        return self.next_id
+
     def place(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, str tif not None,
               bint reduce_only, str cid not None, int64_t rid, int64_t offset_ms) -> int:
         """Check the rate windows, write the frame and send it on the picows ``transport`` now; ``timestamp`` is
@@ -775,23 +798,77 @@ cdef class OrderWire:
         full; the caller waits through the limiter) or ``PLACE_NOT_CONNECTED`` (nothing sent). Errors in the
         order (size, id) raise ``ValueError`` before anything is sent; a write that fails in picows raises what
         picows raises (a failing ``send(2)`` of our own is left to the transport, which reports the loss)."""
+        return self.place_c(transport, sym, buy, lots, ticks, _tif_index(tif), reduce_only, cid, rid, offset_ms)
+
+    cdef int place_c(self, object transport, int sym, bint buy, int64_t lots, int64_t ticks, int tif,
+                     bint reduce_only, str cid, int64_t rid, int64_t offset_ms) except -1:
         cdef int64_t now = _realtime_ms()
-        cdef int64_t ts_ms = now + offset_ms
-        cdef int t = _tif_index(tif)
         cdef Py_ssize_t cn
         cdef const char* c = PyUnicode_AsUTF8AndSize(cid, &cn)
         cdef Py_ssize_t n
         if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
-            return PLACE_NOT_CONNECTED
+            return _NOT_CONNECTED
         if self.limits is not None and self.limits.delay(now, 0, 1) > 0:
-            return PLACE_RATE_LIMITED
+            return _RATE_LIMITED
         if transport is not self.bound:
             self.bind(transport)
-        n = self.encode(sym, buy, lots, ticks, t, reduce_only, c, cn, rid, ts_ms)
+        n = self.encode(sym, buy, lots, ticks, tif, reduce_only, c, cn, rid, now + offset_ms)
         if self.fd >= 0 and self.write_buffer_size() == 0:
             self.send_frame(n)
         else:
             transport.send_reuse_external_bytearray(self.text_type, self.buf, FRAME_ROOM)
+        self.last_write_ns = _monotonic_ns()
         if self.limits is not None:
             self.limits.charge(now, 0, 1)
-        return PLACE_SENT
+        return _SENT
+
+
+GATE_SENT = 0
+GATE_RATE_LIMITED = -_RATE_LIMITED
+GATE_NOT_CONNECTED = -_NOT_CONNECTED
+GATE_DUPLICATE = -3
+
+
+cdef class OrderGate:
+    """One symbol's order path in one C call: an algorithm's order in integer lots and ticks, from the pre-trade
+    risk check (``RiskCore.check_order`` on the symbol's live book) through the venue's rate windows to the signed
+    ``order.place`` frame on the WebSocket API's socket (``OrderWire``). Built once per symbol and session; reads
+    the position (``position.qty_f``), the OMS's open orders (``live``, a set) and its orders by id (``orders``,
+    for idempotency), the venue clock offset (``clock.time_offset_ms``) and the connection (``wire.transport``)
+    when it fires, so it never holds a stale copy of any of them."""
+
+    def __init__(self, RiskCore risk not None, OrderWire wire not None, SymbolFeed sf not None, int sym,
+                 double tick, double step, position, set live not None, dict orders not None, clock,
+                 int64_t stale_ns) -> None:
+        if not 0 <= sym < wire.n_syms:
+            raise IndexError(f"no symbol {sym} in the wire")
+        if not (tick > 0 and step > 0):
+            raise ValueError("tick and step must be positive")
+        self.risk, self.wire, self.sf, self.sym = risk, wire, sf, sym
+        self.tick, self.step, self.position = tick, step, position
+        self.live, self.orders, self.clock, self.stale_ns = live, orders, clock, stale_ns
+
+    def fire(self, bint buy, int64_t lots, int64_t ticks, str tif not None, bint reduce_only, str cid not None,
+             int64_t now_ns) -> int:
+        """Check and send one order (``ticks`` 0: MARKET, ``tif`` then unused; ``now_ns``: the engine's clock, for
+        the book's staleness). Returns ``GATE_SENT`` (the bytes are on the socket; ``rid`` is the request's id),
+        a risk reason (> 0, an index of ``RISK_REASONS``; nothing sent), ``GATE_RATE_LIMITED`` or
+        ``GATE_NOT_CONNECTED`` (passed risk, counted in its order rate, not sent: the caller takes the general
+        path, which waits or connects), or ``GATE_DUPLICATE`` (the client id exists; nothing checked or sent).
+        Raises ``ValueError`` for an order the wire cannot write (nothing sent), and what picows raises when its
+        write fails."""
+        cdef int t = _tif_index(tif)
+        cdef double position = self.position.qty_f
+        cdef int64_t offset_ms = self.clock.time_offset_ms
+        cdef int code
+        if cid in self.orders:
+            return -3
+        code = self.risk.check_book(self.sf, buy, lots, ticks, self.tick, self.step, position, reduce_only,
+                                    len(self.live), now_ns, self.stale_ns)
+        if code:
+            return code
+        self.wire.next_id += 1
+        self.rid = self.wire.next_id
+        code = self.wire.place_c(self.wire.transport, self.sym, buy, lots, ticks, t, reduce_only, cid, self.rid,
+                                 offset_ms)
+        return -code

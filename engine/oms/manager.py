@@ -154,12 +154,25 @@ class OrderManager:
             raise StateError(f"order {cid} already exists")
         answer = self.gateway.place_fast(inst, buy, lots, ticks, tif, reduce_only, cid, decision_ns)
         t0 = time.perf_counter_ns()
-        price = None if ticks is None else inst.ticks_to_price(ticks)
-        o = Order(cid, inst.symbol, "BUY" if buy else "SELL", "MARKET" if price is None else "LIMIT",
-                  inst.lots_to_qty(lots), price, None if price is None else tif, reduce_only=reduce_only,
-                  intent_id=intent_id, purpose=purpose)
+        o = _order(inst, buy, lots, ticks, tif, reduce_only, cid, intent_id, purpose)
         if answer is None:
             return self.submit_now(o, decision_ns)
+        return self._sent_now(o, answer, t0)
+
+    def gate(self, inst: Instrument, sf: Any, position: Any, risk: Any, stale_ns: int) -> Any:
+        """An ``ext.orders.OrderGate`` for ``inst`` over this OMS's orders and open orders, or None when the
+        gateway has no C order path: ``fire`` it, then hand the sent order to ``fired``."""
+        return self.gateway.gate(inst, sf, position, risk, self.live, self.orders, stale_ns)
+
+    def fired(self, inst: Instrument, buy: bool, lots: int, ticks: int | None, tif: str | None, reduce_only: bool,
+              cid: str, rid: int, *, intent_id: str | None = None, purpose: str = "entry",
+              decision_ns: int = 0) -> asyncio.Future:
+        """An order an ``OrderGate`` has just sent as request ``rid``: built, registered, SUBMITTED, journaled and
+        reported, all before the loop can deliver its answer; returns the future of the settled order, as
+        ``submit_now``."""
+        answer = self.gateway.fired(rid, decision_ns)
+        t0 = time.perf_counter_ns()
+        o = _order(inst, buy, lots, ticks, tif, reduce_only, cid, intent_id, purpose)
         return self._sent_now(o, answer, t0)
 
     def _settle(self, o: Order, answer: asyncio.Future, done: asyncio.Future, t0: int) -> None:
@@ -328,3 +341,11 @@ class OrderManager:
         for f in fills:
             self.positions.apply(f.symbol, f.side, f.price, f.qty, f.fee)
 
+
+def _order(inst: Instrument, buy: bool, lots: int, ticks: int | None, tif: str | None, reduce_only: bool, cid: str,
+           intent_id: str | None, purpose: str) -> Order:
+    """A new LIMIT (``ticks``) or MARKET (``ticks`` None) ``Order`` from integer lots and ticks."""
+    price = None if ticks is None else inst.ticks_to_price(ticks)
+    return Order(cid, inst.symbol, "BUY" if buy else "SELL", "MARKET" if price is None else "LIMIT",
+                 inst.lots_to_qty(lots), price, None if price is None else tif, reduce_only=reduce_only,
+                 intent_id=intent_id, purpose=purpose)

@@ -31,6 +31,7 @@ from engine.venues.binance.transport import (
 )
 from engine.venues.binance.wsapi import WsApi
 from ext.feed import Feed
+from ext.orders import GATE_DUPLICATE, GATE_NOT_CONNECTED, GATE_SENT, RiskCore
 from tests.integration.conftest import CREDS, stack, wait_for
 
 KINDS = ["picows", "aiohttp"]
@@ -310,6 +311,44 @@ def test_submit_now_moves_orders_as_submit_does_and_falls_back_to_rest_when_noth
             via_rest = order("sn-fallback", "IOC")
             await oms.submit_now(via_rest)
             assert via_rest.state is OState.EXPIRED and oms.gateway.fallbacks == 1
+            await api.close()
+            journal.close()
+
+    run(main())
+
+
+
+def test_order_gate_sends_through_the_oms_and_yields_when_disconnected(tmp_path):
+    """The node's one-call path: ``OrderGate.fire`` (risk + order.place in C) then ``OrderManager.fired``; the venue
+    answers the request the gate sent; after a drop the gate sends nothing and the general path reconnects."""
+    async def main():
+        async with stack(speed=20) as st:
+            await st.start_market()
+            sf = st.feed["BTCUSDT"]
+            await wait_for(lambda: sf.synced, 20)
+            await st.rest.sync_time()
+            inst = st.venue.ex.instruments["BTCUSDT"]
+            api = PicowsWsApi(st.venue.ws_api_url, None, CREDS, st.rest.now_ms, st.rest.limiter)
+            await api.connect()
+            journal = Journal(tmp_path / "j.sqlite")
+            journal.start()
+            oms = OrderManager(OrderGateway(st.rest, api), journal, {"BTCUSDT": inst}, lambda o, f: None,
+                               st.rest.now_ms)
+            gate = oms.gate(inst, sf, oms.positions.get("BTCUSDT"), RiskCore(1e9, 1e9, 50, 300.0, 100), 10**12)
+            far = sf.book.best(0)[0] - 2000
+            lots = inst.qty_to_lots(Decimal("0.010"))
+            assert gate.fire(True, lots, far, "IOC", False, "g-ioc", sf.last_book_ns) == GATE_SENT
+            done = oms.fired(inst, True, lots, far, "IOC", False, "g-ioc", gate.rid)
+            o = oms.orders["g-ioc"]
+            assert o.state is OState.SUBMITTED and o.price == inst.ticks_to_price(far)
+            assert api.last_write_ns > 0
+            assert await asyncio.wait_for(done, 10) is o and o.state is OState.EXPIRED
+            assert gate.fire(True, lots, far, "IOC", False, "g-ioc", sf.last_book_ns) == GATE_DUPLICATE
+            await api.close()
+            assert gate.fire(True, lots, far, "IOC", False, "g-late", sf.last_book_ns) == GATE_NOT_CONNECTED
+            late = oms.place_now(inst, True, lots, far, "IOC", False, "g-late")
+            assert (await asyncio.wait_for(late, 10)).state is OState.EXPIRED
+            assert api.connected                            # the general path connected again
             await api.close()
             journal.close()
 

@@ -23,11 +23,16 @@ from engine.latency_bench import _synced_feed
 from engine.model import Instrument
 from engine.venues.binance.signing import ws_payload
 from ext.orders import (
+    GATE_DUPLICATE,
+    GATE_NOT_CONNECTED,
+    GATE_RATE_LIMITED,
+    GATE_SENT,
     PLACE_NOT_CONNECTED,
     PLACE_RATE_LIMITED,
     PLACE_SENT,
     RISK_REASONS,
     Hmac,
+    OrderGate,
     OrderWire,
     RateWindows,
     RiskCore,
@@ -353,6 +358,74 @@ def test_risk_core_reads_the_book() -> None:
                                          10**9)] == "price_band"
     assert core.check_order(sf, True, 10, 0, tick, step, 0.0, False, 0, now, 10**9) == 0     # market: the mid
     assert RISK_REASONS[core.check_order(sf, True, 10, mid, tick, step, 0.0, False, 50, now, 10**9)] == "open_orders"
+
+
+class _Pos:
+    qty_f = 0.0
+
+
+class _Clock:
+    time_offset_ms = -250
+
+
+def _gate(wire: OrderWire, sf, live: set, orders: dict, core: RiskCore | None = None) -> OrderGate:
+    inst = sf.instrument
+    sym = wire.add_symbol(inst.symbol, *Instrument.grid(inst.tick_size), *Instrument.grid(inst.step_size))
+    return OrderGate(core or RiskCore(1e9, 1e9, 50, 300.0, 100), wire, sf, sym, float(inst.tick_size),
+                     float(inst.step_size), _Pos(), live, orders, _Clock(), 10**9)
+
+
+def test_gate_checks_risk_then_sends_what_the_wire_writes() -> None:
+    """One call: the risk check on the live book, then the same frame ``OrderWire.frame`` writes, on the socket,
+    with the next id of the wire's one sequence; refusals and duplicates send nothing."""
+    sf = _synced_feed(make_feed(bench.load_tape(None).instruments, Config())).symbols[0]
+    mid, now = int(sf.book.mid), sf.last_book_ns
+    a, b = socket.socketpair()
+    with a, b:
+        tr = _FakeTransport()
+        tr.is_secure = False
+        tr.underlying_transport = _Underlying(a)
+        wire = OrderWire("key", b"secret", limits=RateWindows([(True, 10_000, 2)], safety=1.0))
+        live, orders = {"open1"}, {"old": object()}
+        gate = _gate(wire, sf, live, orders)
+        assert gate.fire(True, 10, mid, "IOC", False, "a1", now) == GATE_NOT_CONNECTED     # no connection yet
+        wire.transport = tr
+        assert next(wire) == 2                                   # the general path shares the id sequence
+        assert gate.fire(True, 10, mid, "IOC", False, "a2", now) == GATE_SENT and gate.rid == 3
+        got = _read_frame(b)
+        ts = orjson.loads(got)["params"]["timestamp"]
+        assert abs(ts - (time.time_ns() // 1_000_000 - 250)) < 5_000
+        assert got == wire.frame(0, True, 10, mid, "IOC", False, "a2", 3, ts)
+        assert wire.last_write_ns <= time.monotonic_ns()
+        assert gate.fire(True, 10, mid, "IOC", False, "old", now) == GATE_DUPLICATE
+        with pytest.raises(ValueError):
+            gate.fire(True, 10, mid, "DAY", False, "a7", now)
+        with pytest.raises(ValueError):                          # unwritable: raised before anything is sent
+            gate.fire(True, 10, mid, "IOC", False, "bad id!", now)
+        assert RISK_REASONS[gate.fire(True, 10, int(mid * 1.05), "IOC", False, "a3", now)] == "price_band"
+        assert RISK_REASONS[gate.fire(True, 10, mid, "IOC", False, "a4", now + 2 * 10**9)] == "book_stale"
+        assert gate.fire(False, 10, 0, "GTC", True, "a5", now) == GATE_SENT              # market, reduce-only
+        assert orjson.loads(_read_frame(b))["params"]["type"] == "MARKET"
+        assert gate.fire(True, 10, mid, "IOC", False, "a6", now) == GATE_RATE_LIMITED    # the venue's window
+
+
+def test_gate_counts_open_orders_and_position_when_it_fires() -> None:
+    sf = _synced_feed(make_feed(bench.load_tape(None).instruments, Config())).symbols[0]
+    mid, now = int(sf.book.mid), sf.last_book_ns
+    core = RiskCore(1e9, 1e9, 2, 300.0, 100)
+    live: set = set()
+    gate = _gate(OrderWire("key", b"secret"), sf, live, {}, core)
+    assert gate.fire(True, 10, mid, "IOC", False, "b1", now) == GATE_NOT_CONNECTED      # passed risk
+    live.update({"x", "y"})
+    assert RISK_REASONS[gate.fire(True, 10, mid, "IOC", False, "b2", now)] == "open_orders"
+    live.clear()
+    core.state = 1                                               # reducing: only what lowers the position
+    assert RISK_REASONS[gate.fire(True, 10, mid, "IOC", False, "b3", now)] == "reducing"
+    _Pos.qty_f = -1.0                                            # read when it fires: a short, so a buy reduces
+    try:
+        assert gate.fire(True, 10, mid, "IOC", False, "b4", now) == GATE_NOT_CONNECTED
+    finally:
+        _Pos.qty_f = 0.0
 
 
 def test_decimal_grids_used_by_the_wire() -> None:

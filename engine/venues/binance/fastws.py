@@ -37,7 +37,7 @@ from engine.venues.binance.limiter import RateLimiter
 from engine.venues.binance.signing import encode_value
 from engine.venues.binance.streams import reconnect_forever
 from engine.venues.binance.wsapi import WsApi
-from ext.orders import PLACE_SENT, Hmac, OrderWire
+from ext.orders import PLACE_SENT, Hmac, OrderGate, OrderWire
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,8 @@ class PicowsWsApi(WsApi):
         self._key_order: dict[frozenset, tuple[str, ...]] = {}
         self._wire = _order_wire(creds, recv_window_ms, self.limiter)
         self._wire_syms: dict[str, int] = {}
+        if self._wire is not None:
+            self._ids = self._wire               # one id sequence for the C path and the general one
         # the object whose time_offset_ms now_ms adds (BinanceRest): read directly on the order path
         owner = getattr(now_ms, "__self__", None)
         self._offset_src = owner if isinstance(getattr(owner, "time_offset_ms", None), int) else None
@@ -210,6 +212,8 @@ class PicowsWsApi(WsApi):
             except _CONNECT_ERRORS as exc:
                 raise VenueServerError(codes.DISCONNECTED, f"WebSocket API: {type(exc).__name__}", sent=False) from None
             self._transport = tr
+            if self._wire is not None:
+                self._wire.transport = tr
 
     def _on_message(self, data: bytes) -> None:
         try:
@@ -230,6 +234,8 @@ class PicowsWsApi(WsApi):
         if transport is not self._transport and self._transport is not None:
             return
         self._transport = None
+        if self._wire is not None:
+            self._wire.transport = None
         self._fail_pending()
         self._sent_ns.clear()
 
@@ -259,10 +265,11 @@ class PicowsWsApi(WsApi):
             raise VenueServerError(codes.DISCONNECTED, f"WebSocket API send failed: {type(exc).__name__}") from None
         return self._written(rid, method, decision_ns)
 
-    def _written(self, rid: int, method: str, decision_ns: int) -> asyncio.Future:
-        """Bookkeeping once request ``rid`` is on the socket: its answer's future (no answer can arrive before the
-        loop runs again), the decision-to-send histogram, the round-trip stamp for orders."""
-        self.last_write_ns = now = time.monotonic_ns()
+    def _written(self, rid: int, method: str, decision_ns: int, sent_ns: int = 0) -> asyncio.Future:
+        """Bookkeeping once request ``rid`` is on the socket (at ``sent_ns`` when the writer stamped it, else
+        now): its answer's future (no answer can arrive before the loop runs again), the decision-to-send
+        histogram, the round-trip stamp for orders."""
+        self.last_write_ns = now = sent_ns or time.monotonic_ns()
         self._pending[rid] = fut = asyncio.get_running_loop().create_future()
         if decision_ns:
             HISTOGRAMS["decision_to_send"].observe((now - decision_ns) / 1e9)
@@ -313,10 +320,7 @@ class PicowsWsApi(WsApi):
         wire = self._wire
         if wire is None:
             return None
-        sym = self._wire_syms.get(inst.symbol)
-        if sym is None:
-            sym = self._wire_syms[inst.symbol] = wire.add_symbol(inst.symbol, *Instrument.grid(inst.tick_size),
-                                                                 *Instrument.grid(inst.step_size))
+        sym = self._wire_sym(inst)
         src = self._offset_src
         rid = next(self._ids)
         try:
@@ -332,6 +336,30 @@ class PicowsWsApi(WsApi):
                                                f"WebSocket API send failed: {type(exc).__name__}"))
             return fut
         fut = self._written(rid, "order.place", decision_ns)
+        asyncio.get_running_loop().call_later(self.timeout_s, self._expire, fut, "order.place")
+        return fut
+
+    def _wire_sym(self, inst: Instrument) -> int:
+        """The symbol's index in the C writer (registered with its grids on first use)."""
+        sym = self._wire_syms.get(inst.symbol)
+        if sym is None:
+            sym = self._wire_syms[inst.symbol] = self._wire.add_symbol(
+                inst.symbol, *Instrument.grid(inst.tick_size), *Instrument.grid(inst.step_size))
+        return sym
+
+    def gate(self, inst: Instrument, sf: Any, position: Any, risk: Any, live: set, orders: dict,
+             stale_ns: int) -> OrderGate | None:
+        """An ``ext.orders.OrderGate`` for ``inst`` on this session: risk (``risk``, an ``ext.orders.RiskCore``,
+        on ``sf``'s book) and the ``order.place`` request in one C call; ``fired`` then registers its answer.
+        None when this session has no C writer or no clock offset to read (the general path serves)."""
+        if self._wire is None or self._offset_src is None:
+            return None
+        return OrderGate(risk, self._wire, sf, self._wire_sym(inst), float(inst.tick_size), float(inst.step_size),
+                         position, live, orders, self._offset_src, stale_ns)
+
+    def fired(self, rid: int, decision_ns: int = 0) -> asyncio.Future:
+        """The future of the answer to ``order.place`` request ``rid``, which an ``OrderGate`` has just sent."""
+        fut = self._written(rid, "order.place", decision_ns, self._wire.last_write_ns)
         asyncio.get_running_loop().call_later(self.timeout_s, self._expire, fut, "order.place")
         return fut
 

@@ -24,6 +24,10 @@ class OrderGateway:
         # or MARKET order from integer lots and ticks, written, signed and sent in C before it returns (the WebSocket
         # API's own method, so no frame in between); None when that path cannot take it now and nothing was sent.
         self.place_fast: Callable[..., asyncio.Future | None] = getattr(ws_api, "place_fast", None) or _no_fast_path
+        # gate(inst, sf, position, risk, live, orders, stale_ns) -> ext.orders.OrderGate | None: risk check and
+        # order.place in one C call (engine.node fires it); fired(rid, decision_ns) -> the future of its answer
+        self.gate: Callable[..., Any] = getattr(ws_api, "gate", None) or _no_fast_path
+        self.fired: Callable[..., asyncio.Future] = getattr(ws_api, "fired", None) or _no_fast_path
 
     async def place(self, params: dict[str, Any]) -> dict:
         if self.ws_api is not None:

@@ -23,8 +23,11 @@ picows is the default: faster on both paths in every run. Back to back (no idle 
 path is ~35-64 µs p50: most of the cold figure is Python code and data fetched again after idling (risk check and
 its Decimal arithmetic ~20 µs, signing ~20 µs, the send(2) itself ~18 µs).
 
-The synchronous order path is ``OrderManager.submit_now`` -> ``OrderGateway.place_now`` ->
-``PicowsWsApi.place_order_now``: the bytes are on the socket before the decision handler returns.
+(Those figures predate the C order path: see the README's benchmarks for the current ones.) The node's order path
+is ``ext.orders.OrderGate.fire`` (risk, rate windows, frame, HMAC, ``send(2)`` in one C call) and then
+``OrderManager.fired``; the general synchronous path, for what the gate cannot send at once, is
+``OrderManager.place_now``/``submit_now`` -> ``OrderGateway.place_now`` -> ``PicowsWsApi.place_order_now``. Either
+way the bytes are on the socket before the decision handler returns.
 """
 
 from __future__ import annotations
