@@ -35,6 +35,13 @@ def plan(mode: str) -> tuple[set[int] | None, set[int] | None]:
     return {loop}, set(cpus) - {loop}
 
 
+def busy_poll(mode: str, loop_cpus: set[int] | None) -> bool:
+    """Whether the event loop polls instead of sleeping while intents work (``engine.busy_poll``): ``on``;
+    ``off``; ``auto``: when ``plan`` gave the loop a core of its own, so the polling takes nothing from the
+    journal writer or anything else the machine runs there."""
+    return mode == "on" or (mode == "auto" and bool(loop_cpus))
+
+
 def device_interrupts(text: str | None = None) -> dict[int, int]:
     """Device interrupts served so far per CPU, from ``/proc/interrupts`` (numbered lines only: timers, IPIs and
     the like are everywhere alike). Empty when the file cannot be read."""

@@ -89,10 +89,13 @@ class EngineConfig:
     timer_ms: int = 20                        # algorithm timer (deadlines fire even when the market is quiet)
     console: str = "auto"                     # read intents from stdin: auto (when it is a terminal), on, off
     cpu_pinning: str = "auto"                 # tapeshot run: event loop on its own core, journal writer elsewhere
+    busy_poll: str = "auto"                   # poll instead of sleeping while intents work: auto (on a core of
+                                              # its own, see cpu_pinning), on, off
 
     def __post_init__(self) -> None:
         _require(self.timer_ms >= 1, "engine.timer_ms must be >= 1")
         _require(self.cpu_pinning in ("auto", "off"), "engine.cpu_pinning must be auto or off")
+        _require(self.busy_poll in ("auto", "on", "off"), "engine.busy_poll must be auto, on or off")
         _require(self.console in ("auto", "on", "off"), "engine.console must be auto, on or off")
 
 

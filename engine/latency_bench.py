@@ -197,15 +197,16 @@ async def _receive(transport: str, port: int, warmup: list[bytes], instruments: 
 # ---- decision to bytes on the order socket -----------------------------------------------------------------------
 
 
-def order_path(transport: str, n: int, *, pinning: str = "auto") -> dict[str, float]:
+def order_path(transport: str, n: int, *, pinning: str = "auto", busy_poll: str = "auto") -> dict[str, float]:
     """p50/p99 (µs) from a ``Place`` entering ``Node._place`` to the return of the request's write. With picows
     the whole path is synchronous (one ``ext.orders.OrderGate.fire``: risk and the request in C); aiohttp's WebSocket
     API has no synchronous send, so its path includes a task hop. Threads are placed as ``tapeshot run`` places
     them (``engine.affinity``, ``pinning`` as ``engine.cpu_pinning``): the loop on one core, the journal writer
-    (which commits with fsync) on the other."""
+    (which commits with fsync) on the other; the loop busy-polls between orders as it does while an intent works
+    (``busy_poll`` as ``engine.busy_poll``: by default when it has a core of its own)."""
     loop_cpus, io_cpus = affinity.plan(pinning)
     with _pinned(min(loop_cpus) if loop_cpus else None):
-        return run_loop(_order_path(transport, n, io_cpus))
+        return run_loop(_order_path(transport, n, io_cpus, affinity.busy_poll(busy_poll, loop_cpus)))
 
 
 class _StampWrites:
@@ -234,7 +235,7 @@ def _write_clock(ws_api: Any) -> Callable[[], int]:
     return lambda: stamp.last_write_ns
 
 
-async def _order_path(transport: str, n: int, io_cpus: set[int] | None) -> dict[str, float]:
+async def _order_path(transport: str, n: int, io_cpus: set[int] | None, spin: bool) -> dict[str, float]:
     import aiohttp
 
     from engine.feed.recording import sample_path
@@ -248,7 +249,7 @@ async def _order_path(transport: str, n: int, io_cpus: set[int] | None) -> dict[
     await asyncio.wait_for(venue.finished.wait(), 60)          # the tape is replayed: the venue is quiet now
     with tempfile.TemporaryDirectory() as tmp:
         async with aiohttp.ClientSession() as session:
-            rig = await _OrderRig.open(transport, venue, session, Path(tmp), io_cpus)
+            rig = await _OrderRig.open(transport, venue, session, Path(tmp), io_cpus, spin)
             try:
                 ns = [await rig.one(i) for i in range(n + ORDER_WARMUP)]
             finally:
@@ -265,7 +266,7 @@ class _OrderRig:
 
     @classmethod
     async def open(cls, transport: str, venue: Any, session: Any, tmp: Path,
-                   io_cpus: set[int] | None = None) -> _OrderRig:
+                   io_cpus: set[int] | None = None, spin: bool = False) -> _OrderRig:
         from engine.config import Config
         from engine.feed import make_feed
         from engine.feed.instruments import from_exchange_info
@@ -300,6 +301,9 @@ class _OrderRig:
         li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", inst=inst, sf=sf,
                         position=node.oms.positions.get(inst.symbol),
                         tracker=SimpleNamespace(orders=[]))
+        node.active[inst.symbol] = [li]                      # a working intent, as the node sees one
+        node.busy_poll = spin
+        node._spin_while_armed()
         return cls(node, li, _write_clock(ws_api), answered)
 
     async def one(self, i: int) -> int:
@@ -319,6 +323,7 @@ class _OrderRig:
         return written - t0
 
     async def close(self) -> None:
+        self.node.busy_poll = False
         await self.node.ws_api.close()
         self.node.journal.close()
 

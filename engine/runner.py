@@ -35,6 +35,7 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     node = Node(cfg)
     loop_cpus, node.io_cpus = affinity.plan(cfg.engine.cpu_pinning)
     affinity.pin_thread(loop_cpus)
+    node.busy_poll = affinity.busy_poll(cfg.engine.busy_poll, loop_cpus)
     try:
         await node.start()
     except (TapeshotError, OSError) as exc:
@@ -48,7 +49,8 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     venue = "embedded sim venue" if node.venue else node.rest.base_url
     print(f"tapeshot running on {venue}: {', '.join(node.instruments)}; control socket {sock}", flush=True)
     if loop_cpus:
-        print(f"event loop on CPU {min(loop_cpus)}, journal writer on CPU {_cpus(node.io_cpus)}", flush=True)
+        spin = " (busy-polls while intents work)" if node.busy_poll else ""
+        print(f"event loop on CPU {min(loop_cpus)}{spin}, journal writer on CPU {_cpus(node.io_cpus)}", flush=True)
     for line in node.reconciliation:
         print(f"reconcile: {line}", flush=True)
     extras = await _front_ends(node, cfg)

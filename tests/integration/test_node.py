@@ -32,6 +32,23 @@ async def engine(tmp_path, speed: float = 8.0, **exec_kw):
         await node.stop()
 
 
+def test_the_loop_busy_polls_while_an_intent_works_and_sleeps_after(tmp_path):
+    async def main():
+        async with engine(tmp_path, speed=4.0) as (node, client):
+            node.busy_poll = True
+            await asyncio.sleep(0.05)
+            assert node.spins == 0                               # nothing working: the loop sleeps
+            lines = await intent(client, "long btc 0.01 10s")
+            assert lines[-1]["kind"] == "done"
+            assert node.spins > 1000                             # polled while the intent worked
+            await asyncio.sleep(0.2)
+            before = node.spins
+            await asyncio.sleep(0.2)
+            assert node.spins == before and not node._spinning   # and stopped once none works
+
+    run(main())
+
+
 async def intent(client: ControlClient, text: str) -> list[dict]:
     return [line async for line in client.intent(text)]
 

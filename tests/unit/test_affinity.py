@@ -91,3 +91,13 @@ def test_clock_stalls_reports_rates_and_the_longest_gap():
     n10, n20, n40, longest = clock_stalls(50_000_000)
     assert n10 >= n20 >= n40 >= 0 and longest >= 0
     assert (longest > 10) == (n10 > 0)
+
+
+def test_busy_poll_only_where_the_loop_has_a_core_of_its_own_unless_told(tmp_path):
+    assert Config().engine.busy_poll == "auto"
+    assert affinity.busy_poll("auto", {0}) and not affinity.busy_poll("auto", None)
+    assert affinity.busy_poll("on", None) and not affinity.busy_poll("off", {0})
+    p = tmp_path / "t.toml"
+    p.write_text('[engine]\nbusy_poll = "always"\n')
+    with pytest.raises(ConfigError):
+        load(p, env={})
