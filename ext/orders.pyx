@@ -806,6 +806,7 @@ cdef class OrderWire:
         cdef Py_ssize_t cn
         cdef const char* c = PyUnicode_AsUTF8AndSize(cid, &cn)
         cdef Py_ssize_t n
+        self.last_write_ns = 0                  # until this frame is written (a failed write leaves it 0)
         if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
             return _NOT_CONNECTED
         if self.limits is not None and self.limits.delay(now, 0, 1) > 0:

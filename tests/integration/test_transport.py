@@ -275,21 +275,27 @@ def test_send_now_has_the_bytes_on_the_socket_before_it_returns():
 # ---- the synchronous order path -------------------------------------------------------------------------------
 
 
+async def _picows_oms(st, tmp_path, on_order) -> tuple:
+    """The sim's BTCUSDT feed synced, a picows WebSocket API session and an OMS over it with a journal."""
+    await st.start_market()
+    sf = st.feed["BTCUSDT"]
+    await wait_for(lambda: sf.synced, 20)
+    await st.rest.sync_time()
+    inst = st.venue.ex.instruments["BTCUSDT"]
+    api = PicowsWsApi(st.venue.ws_api_url, None, CREDS, st.rest.now_ms, st.rest.limiter)
+    await api.connect()
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.start()
+    oms = OrderManager(OrderGateway(st.rest, api), journal, {"BTCUSDT": inst}, on_order, st.rest.now_ms)
+    return sf, inst, api, journal, oms
+
+
 def test_submit_now_moves_orders_as_submit_does_and_falls_back_to_rest_when_nothing_was_sent(tmp_path):
     async def main():
         async with stack(speed=20) as st:
-            await st.start_market()
-            sf = st.feed["BTCUSDT"]
-            await wait_for(lambda: sf.synced, 20)
-            await st.rest.sync_time()
-            inst = st.venue.ex.instruments["BTCUSDT"]
-            api = PicowsWsApi(st.venue.ws_api_url, None, CREDS, st.rest.now_ms, st.rest.limiter)
-            await api.connect()
-            journal = Journal(tmp_path / "j.sqlite")
-            journal.start()
             seen: list[tuple[str, str]] = []
-            oms = OrderManager(OrderGateway(st.rest, api), journal, {"BTCUSDT": inst},
-                                   lambda o, f: seen.append((o.client_order_id, o.state.value)), st.rest.now_ms)
+            sf, inst, api, journal, oms = await _picows_oms(
+                st, tmp_path, lambda o, f: seen.append((o.client_order_id, o.state.value)))
             far = inst.ticks_to_price(sf.book.best(0)[0] - 2000)
 
             def order(cid: str, tif: str) -> Order:
@@ -323,17 +329,7 @@ def test_order_gate_sends_through_the_oms_and_yields_when_disconnected(tmp_path)
     answers the request the gate sent; after a drop the gate sends nothing and the general path reconnects."""
     async def main():
         async with stack(speed=20) as st:
-            await st.start_market()
-            sf = st.feed["BTCUSDT"]
-            await wait_for(lambda: sf.synced, 20)
-            await st.rest.sync_time()
-            inst = st.venue.ex.instruments["BTCUSDT"]
-            api = PicowsWsApi(st.venue.ws_api_url, None, CREDS, st.rest.now_ms, st.rest.limiter)
-            await api.connect()
-            journal = Journal(tmp_path / "j.sqlite")
-            journal.start()
-            oms = OrderManager(OrderGateway(st.rest, api), journal, {"BTCUSDT": inst}, lambda o, f: None,
-                               st.rest.now_ms)
+            sf, inst, api, journal, oms = await _picows_oms(st, tmp_path, lambda o, f: None)
             gate = oms.gate(inst, sf, oms.positions.get("BTCUSDT"), RiskCore(1e9, 1e9, 50, 300.0, 100), 10**12)
             far = sf.book.best(0)[0] - 2000
             lots = inst.qty_to_lots(Decimal("0.010"))
