@@ -226,16 +226,19 @@ def _cmd_simple(method: str, path: str, body_of=lambda a: {}):
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
+    import dataclasses
     from pathlib import Path
 
     from engine import config as cfgmod
     from engine.oms.journal import Journal
 
     cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
-    home = Path(args.home or cfg.engine.home).expanduser()
-    path = Path(args.path or cfg.engine.journal or home / "journal.sqlite").expanduser()
+    if args.home:
+        cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, home=args.home))
+    path = Path(args.path).expanduser() if args.path else cfgmod.journal_path(cfg)
     if not path.exists():
         raise ConfigError(f"no journal at {path}")
+    print(f"journal {path}")
     j = Journal(path)
     rows = j.query("SELECT id, created_ms, state, text, report FROM intents ORDER BY created_ms DESC LIMIT ?",
                    (args.limit,))
@@ -370,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("resume", parents=[common], help="resume trading after a kill")
     rs.set_defaults(func=_cmd_simple("POST", "/resume"))
     jr = sub.add_parser("journal", parents=[common], help="recent intents and their reports from the journal")
-    jr.add_argument("--path", help="journal file (default: the engine's)")
+    jr.add_argument("--path", help="journal file (default: the configured venue's; the embedded sim's without a "
+                                   "config)")
     jr.add_argument("--limit", type=int, default=20)
     jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
     jr.set_defaults(func=_cmd_journal)
@@ -400,6 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:                      # `tapeshot journal | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

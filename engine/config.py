@@ -137,6 +137,16 @@ class Config:
     telegram: TelegramConfig = dataclasses.field(default_factory=TelegramConfig)
 
 
+def journal_path(cfg: Config) -> Path:
+    """``engine.journal``, else ``<home>/journal.sqlite`` for a real venue and ``<home>/sim/journal.sqlite``
+    for a sim venue (embedded or ``tapeshot sim``): a sim session never shares a journal with a real account."""
+    e = cfg.engine
+    if e.journal:
+        return Path(e.journal).expanduser()
+    home = Path(e.home).expanduser()
+    return home / "sim" / "journal.sqlite" if cfg.venue.kind == "sim" else home / "journal.sqlite"
+
+
 def _require(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from engine.commands import Progress, ProgressCallback, Submitted
-from engine.config import Config
+from engine.config import Config, journal_path
 from engine.errors import ConfigError, RiskRefused, StateError, TapeshotError, VenueError
 from engine.execution import Arrival, Tracker, make_algo, make_spec
 from engine.feed import make_feed
@@ -30,7 +30,7 @@ from engine.feed.live import MarketData
 from engine.intents import Intent, IntentKind, parse
 from engine.keys import Credentials, Secret
 from engine.model import Instrument
-from engine.oms.journal import Journal
+from engine.oms.journal import Journal, claim, venue_id
 from engine.oms.manager import OrderManager
 from engine.oms.orders import Fill, Order, OState
 from engine.risk import KillSwitch, RiskGateway, TradingState
@@ -96,15 +96,15 @@ class Node:
         self.clock: Callable[[], int] = time.time_ns
         self.started = asyncio.Event()
         self.reconciliation: list[str] = []
+        self.archived_journal: Path | None = None       # an earlier embedded-sim session's journal, moved aside
         self.loop_lag_s = 0.0
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     def paths(self) -> tuple[Path, Path]:
         e = self.cfg.engine
-        home = Path(e.home).expanduser()
-        return (Path(e.journal).expanduser() if e.journal else home / "journal.sqlite",
-                Path(e.control_socket).expanduser() if e.control_socket else home / "control.sock")
+        return (journal_path(self.cfg),
+                Path(e.control_socket).expanduser() if e.control_socket else Path(e.home).expanduser() / "control.sock")
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
@@ -114,10 +114,14 @@ class Node:
         info = await self.rest.exchange_info()
         self.rest.limiter.configure(info.get("rateLimits", []))
         self.instruments = self._pick_instruments(from_exchange_info(info))
-        journal_path, _ = self.paths()
-        self.journal = Journal(journal_path, cpus=self.io_cpus)
+        path, _ = self.paths()
+        venue = venue_id(rest_url, self.cfg.venue.kind == "sim", self.venue is not None)
+        self.archived_journal = claim(path, venue)
+        self.journal = Journal(path, cpus=self.io_cpus)
         state = self.journal.load()
         self.journal.start()
+        if state.kv.get("venue") != venue:
+            self.journal.kv_set("venue", venue)
         kind = self.cfg.venue.transport
         self.ws_api = ws_api_class(kind)(ws_api_url, self.session, creds, self.rest.now_ms, self.rest.limiter,
                                          self.cfg.venue.recv_window_ms) if self.cfg.venue.use_ws_api else None

@@ -51,6 +51,9 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     if loop_cpus:
         spin = " (busy-polls while intents work)" if node.busy_poll else ""
         print(f"event loop on CPU {min(loop_cpus)}{spin}, journal writer on CPU {_cpus(node.io_cpus)}", flush=True)
+    if node.archived_journal is not None:
+        print(f"journal {node.paths()[0]}: a new one for this sim session; the previous session's is now "
+              f"{node.archived_journal}", flush=True)
     for line in node.reconciliation:
         print(f"reconcile: {line}", flush=True)
     extras = await _front_ends(node, cfg)

@@ -5,6 +5,9 @@ returns once everything enqueued before it is committed: the engine awaits it be
 done, so nothing reported can be lost by a crash. ``synchronous=FULL`` by default (durable against power loss as
 well as ``kill -9``). Decimals are stored as text (exact); fills are unique by (symbol, trade id), so a
 duplicated event can never count twice. Positions are not stored: they are rebuilt from the fills on load.
+
+A journal belongs to one venue: its ``venue`` key names it (``venue_id``). ``claim`` runs before the engine
+loads a journal: it refuses another venue's journal and moves aside the journal of an earlier sim session.
 """
 
 from __future__ import annotations
@@ -260,6 +263,84 @@ class Journal:
         with contextlib.closing(self._connect()) as conn:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(sql, params)]
+
+
+EMBEDDED_SIM = "sim (embedded)"
+KEEP_ARCHIVED = 20
+
+
+def venue_id(rest_url: str, sim: bool, embedded: bool) -> str:
+    """What a journal is marked with: the REST base URL of a real venue, ``sim <url>`` for a sim venue."""
+    return EMBEDDED_SIM if embedded else f"sim {rest_url.rstrip('/')}" if sim else rest_url.rstrip("/")
+
+
+def _sim(venue: str) -> bool:
+    return venue.startswith("sim ")
+
+
+def owner(path: str | Path) -> tuple[str | None, bool]:
+    """The venue a journal file belongs to (None: not marked) and whether it holds anything (orders, fills,
+    intents)."""
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                return None, False
+            if not {"kv", "orders", "fills", "intents"} <= tables:
+                raise StateError(f"{path} is not a Tapeshot journal")
+            row = conn.execute("SELECT value FROM kv WHERE key='venue'").fetchone()
+            used = any(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in ("orders", "fills", "intents"))
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot read the journal {path}: {exc}") from None
+    return (orjson.loads(row[0]) if row else None), used
+
+
+def claim(path: str | Path, venue: str) -> Path | None:
+    """Make the journal at ``path`` ``venue``'s before it is loaded; returns where an earlier sim session's
+    journal was moved, if one was.
+
+    - no file, an empty one, or one marked for ``venue`` (not the embedded sim): kept, the engine resumes it;
+    - an unmarked journal with content, for a real venue: kept (journals written before the mark existed);
+    - for a sim venue, another sim session's journal (always, for the embedded one: its orders and positions
+      ended with its run) is archived beside it as ``journal-<time>.sqlite``, the newest 20 kept;
+    - anything else belongs to another venue (a real account's journal is never moved): ``ConfigError``."""
+    from engine.errors import ConfigError
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    marked, used = owner(path)
+    if (not used and marked is None) or marked == venue != EMBEDDED_SIM:
+        return None
+    if _sim(venue):
+        if marked is not None and _sim(marked):
+            return archive(path)
+    elif marked is None:
+        return None
+    held = ("a journal not marked with its venue" if marked is None else
+            f"the journal of {'an earlier ' if _sim(marked) else ''}{marked}")
+    raise ConfigError(f"{path} holds {held}, not {venue}'s: give this venue its own journal "
+                      "(engine.journal or --home), or move that file away")
+
+
+def archive(path: Path) -> Path:
+    """Move a journal (after folding its WAL into it) to ``journal-<modified time>.sqlite`` beside it."""
+    import os
+    import time
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")             # no -wal / -shm left behind to mismatch
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    dest = path.with_name(f"{path.stem}-{stamp}{path.suffix}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.stem}-{stamp}-{n}{path.suffix}")
+    os.replace(path, dest)
+    for old in sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))[:-KEEP_ARCHIVED]:
+        old.unlink()
+    return dest
 
 
 def _order(r: sqlite3.Row) -> Order:

@@ -304,8 +304,7 @@ class OrderManager:
                 answer = await self.gateway.query(o.symbol, o.client_order_id)
             except VenueClientError as exc:
                 if exc.code == codes.NO_SUCH_ORDER:
-                    self._transition(o, Trigger.REJECT, "lost", {"msg": "the venue never received it"},
-                                     reason="lost before reaching the venue")
+                    await self._unknown_to_venue(o)
                     return
                 log.warning("query %s: %s", o.client_order_id, exc)
             except VenueServerError as exc:
@@ -318,11 +317,25 @@ class OrderManager:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def fetch_fills(self, o: Order, delay_s: float = 0.0) -> None:
-        """Fills of ``o`` from /fapi/v1/userTrades that the stream has not delivered (after ``delay_s``)."""
+    async def _unknown_to_venue(self, o: Order) -> None:
+        """The venue says it has no such order. Never acknowledged: it never arrived (rejected). Acknowledged: the
+        venue dropped it since (Binance archives cancelled/expired orders without fills; a testnet reset drops
+        everything), so its fills are fetched by order id and it ends as expired."""
+        if o.venue_order_id is None and o.state in (OState.SUBMITTED, OState.UNKNOWN):
+            self._transition(o, Trigger.REJECT, "lost", {"msg": "the venue never received it"},
+                             reason="lost before reaching the venue")
+            return
+        await self.fetch_fills(o, every=True)
+        if not o.state.final:
+            self._transition(o, Trigger.EXPIRE, "gone", {"msg": "the venue no longer knows this order"},
+                             reason="no longer known to the venue")
+
+    async def fetch_fills(self, o: Order, delay_s: float = 0.0, every: bool = False) -> None:
+        """Fills of ``o`` from /fapi/v1/userTrades that the stream has not delivered (after ``delay_s``); only
+        when the venue reported more filled than we hold, unless ``every`` (the venue's count is unknown)."""
         if delay_s:
             await asyncio.sleep(delay_s)
-        if not self.needs_trades(o) or o.venue_order_id is None:
+        if not (every or self.needs_trades(o)) or o.venue_order_id is None:
             return
         try:
             trades = await self.gateway.rest.user_trades(o.symbol, start_ms=max(0, o.created_ms - 60_000))

@@ -82,7 +82,7 @@ def test_kill_9_mid_intent_then_restart(tmp_path):
                 rest = BinanceRest(f"http://127.0.0.1:{port}", s, CREDS)
                 await rest.sync_time()
                 for _ in range(600):
-                    j = Journal(tmp_path / "journal.sqlite")
+                    j = Journal(tmp_path / "sim" / "journal.sqlite")
                     if j.query("SELECT state FROM intents WHERE id=?", (iid,))[0]["state"] != "working":
                         break
                     await asyncio.sleep(0.1)
@@ -91,7 +91,7 @@ def test_kill_9_mid_intent_then_restart(tmp_path):
                         await rest.open_orders("BTCUSDT"))
 
         venue_fills, venue_pos, still_open = run(settle())
-        st = Journal(tmp_path / "journal.sqlite").load()
+        st = Journal(tmp_path / "sim" / "journal.sqlite").load()
         journal_ids = [f.trade_id for f in st.fills]
         assert len(journal_ids) == len(set(journal_ids))                              # nothing double-counted
         assert sorted(journal_ids) == sorted(int(f["id"]) for f in venue_fills)       # nothing lost

@@ -69,7 +69,7 @@ def test_intents_through_the_control_socket_and_everything_agrees(tmp_path):
             await client.call("POST", "/rationale", {"intent_id": iid, "text": "tape was one-sided"})
             venue_pos = await node.rest.position_risk("BTCUSDT")
             venue_fills = await node.rest.user_trades("BTCUSDT")
-        j = Journal(tmp_path / "journal.sqlite")
+        j = Journal(tmp_path / "sim" / "journal.sqlite")                  # the embedded venue's own
         st = j.load()
         assert Decimal(venue_pos[0]["positionAmt"]) == st.positions.get("BTCUSDT").qty == 0
         assert sorted(f.trade_id for f in st.fills) == sorted(int(f["id"]) for f in venue_fills)

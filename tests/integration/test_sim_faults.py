@@ -170,3 +170,41 @@ def test_the_venue_survives_clients_that_vanish_mid_request():
                 assert resp.status == 404 and (await resp.json())["code"] == -5000
 
     run(main())
+
+
+def test_orders_a_venue_no_longer_knows_end_cleanly_on_reconciliation(tmp_path, caplog):
+    """A journal reloaded against a venue that lost its orders (a testnet reset, an archived order, a sim venue
+    started afresh): an order it acknowledged ends EXPIRED, one it never acknowledged ends REJECTED, and every
+    change is journaled; no invalid transition is attempted."""
+    from decimal import Decimal
+
+    from engine.oms.journal import Journal
+    from engine.oms.manager import OrderManager
+    from engine.oms.orders import Order, OState
+    from engine.venues.binance.gateway import OrderGateway
+
+    async def main():
+        async with stack(speed=5) as st:
+            await st.rest.sync_time()
+            journal = Journal(tmp_path / "j.sqlite")
+            journal.start()
+            inst = st.venue.ex.instruments["BTCUSDT"]
+            oms = OrderManager(OrderGateway(st.rest, None), journal, {"BTCUSDT": inst}, lambda o, f: None,
+                               st.rest.now_ms)
+            acked = Order("tp-old-1", "BTCUSDT", "SELL", "LIMIT", Decimal("0.010"), Decimal("99000.0"), "GTC",
+                          reduce_only=True, purpose="tp", state=OState.ACKNOWLEDGED, venue_order_id=987654321)
+            sent = Order("en-old-2", "BTCUSDT", "BUY", "LIMIT", Decimal("0.010"), Decimal("1000.0"), "GTC",
+                         state=OState.SUBMITTED)
+            oms.load({o.client_order_id: o for o in (acked, sent)}, [])
+            for o in (acked, sent):
+                await oms.resolve(o)
+            await journal.sync()
+            assert acked.state is OState.EXPIRED and "no longer known" in acked.reason
+            assert sent.state is OState.REJECTED and not oms.live
+            rows = {r["client_order_id"]: r["state"] for r in journal.query("SELECT * FROM orders")}
+            assert rows == {"tp-old-1": "EXPIRED", "en-old-2": "REJECTED"}
+            journal.close()
+
+    with caplog.at_level("ERROR"):
+        run(main())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -463,7 +463,7 @@ def test_the_real_node_traded_from_telegram(tmp_path):
                     standin.send_text(TRADER, "spoof pulled on the offer", reply_to=report)
                     iid = next(iter(node.intents))
                     for _ in range(100):
-                        rows = Journal(tmp_path / "journal.sqlite").query(
+                        rows = Journal(node.paths()[0]).query(
                             "SELECT data FROM decisions WHERE intent_id=? AND kind='rationale'", (iid,))
                         if rows:
                             break

@@ -147,3 +147,67 @@ def test_everything_synced_survives_kill_9(tmp_path):
     assert ids[:200] == list(range(200))            # every synced fill is there
     assert ids == list(range(len(ids)))             # and nothing torn: a prefix, in order, no duplicates
     assert st.positions.get("BTCUSDT").qty == D("0.001") * len(ids)
+
+
+SIM_SESSION = textwrap.dedent("""
+    import sys, time
+    from decimal import Decimal as D
+    from engine.oms.journal import Journal, venue_id
+    from engine.oms.orders import Fill
+    j = Journal(sys.argv[1]); j.start()
+    j.kv_set("venue", venue_id("", True, True))
+    for i in range(50):
+        j.fill(Fill(i, "c", "BTCUSDT", "BUY", D("100"), D("0.001"), D("0"), True, i))
+    j.sync_blocking()
+    print("synced", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_sim_session_journal_is_archived_whole_and_another_venues_is_refused(tmp_path):
+    from engine.errors import ConfigError
+    from engine.oms.journal import EMBEDDED_SIM, claim, venue_id
+
+    path = tmp_path / "sim" / "journal.sqlite"
+    assert claim(path, EMBEDDED_SIM) is None                     # nothing there yet
+    proc = subprocess.Popen([sys.executable, "-c", SIM_SESSION, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "synced"
+    proc.send_signal(signal.SIGKILL)                             # the WAL still holds the session
+    proc.wait(10)
+    live = venue_id("https://fapi.binance.com/", False, False)
+    with pytest.raises(ConfigError, match="embedded"):
+        claim(path, live)                                        # a real account never loads a sim session
+    moved = claim(path, EMBEDDED_SIM)                            # the next embedded session starts afresh
+    assert moved is not None and not path.exists() and not path.with_name("journal.sqlite-wal").exists()
+    st = Journal(moved).load()
+    assert len(st.fills) == 50 and st.kv["venue"] == EMBEDDED_SIM
+    assert claim(path, EMBEDDED_SIM) is None
+
+    real = tmp_path / "journal.sqlite"
+    j = Journal(real)
+    j.start()
+    j.kv_set("venue", live)
+    j.fill(Fill(1, "c", "BTCUSDT", "BUY", D("100"), D("0.001"), D("0"), True, 1))
+    j.sync_blocking()
+    j.close()
+    assert claim(real, live) is None                             # the same venue resumes its journal
+    for other in (venue_id("https://testnet.binancefuture.com", False, False), EMBEDDED_SIM,
+                  venue_id("http://127.0.0.1:9000", True, False)):
+        with pytest.raises(ConfigError, match=r"fapi\.binance\.com"):
+            claim(real, other)                                   # and nobody else touches it
+    assert real.exists() and len(Journal(real).load().fills) == 1
+
+
+def test_sim_venues_get_their_own_journal_path():
+    import dataclasses
+    from pathlib import Path
+
+    from engine.config import Config, EngineConfig, VenueConfig, journal_path
+
+    cfg = Config(engine=EngineConfig(home="/h"))
+    assert journal_path(cfg) == Path("/h/sim/journal.sqlite")
+    ext = dataclasses.replace(cfg, venue=VenueConfig(rest_url="http://127.0.0.1:9000"))
+    assert journal_path(ext) == Path("/h/sim/journal.sqlite")
+    assert journal_path(dataclasses.replace(cfg, venue=VenueConfig(kind="binance"))) == Path("/h/journal.sqlite")
+    assert journal_path(dataclasses.replace(cfg, engine=EngineConfig(home="/h", journal="/j.sqlite"))) == \
+        Path("/j.sqlite")
