@@ -292,9 +292,8 @@ class Node:
         return li.gate
 
     def _check(self, li: LiveIntent, act: Place, buy: bool, now: int) -> int:
-        """The pre-trade risk check alone (in C), for the general order path: 0 or a ``RISK_REASONS`` index."""
-        if act.cid in self.oms.orders:
-            return GATE_DUPLICATE
+        """The pre-trade risk check alone (in C), for the general order path: 0 or a ``RISK_REASONS`` index (a
+        duplicate client id is the OMS's to refuse: ``place_now`` raises ``StateError``)."""
         return self.risk.core.check_order(li.sf, buy, act.qty, act.price or 0, li.tick_f, li.step_f,
                                           li.position.qty_f, act.reduce_only, len(self.oms.live), now, self._stale_ns)
 
