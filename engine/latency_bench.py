@@ -1,12 +1,15 @@
 """Latency over real loopback sockets, for ``tapeshot bench``: market wire to decision, decision to order bytes.
 
-- ``wire_to_decision``: a sender process (forked) runs a picows WebSocket server and writes recorded messages to
+- ``wire_to_decision``: a sender process runs a picows WebSocket server and writes recorded messages to
   the engine's market stream one at a time, stamping ``CLOCK_MONOTONIC`` just before each write; this process
   runs the stream class of the chosen transport on uvloop, the bytes go through ``ext.feed.Feed`` and the
   sniper's fire/hold decision (as in ``engine.bench.msg_to_decision``), and the stamp after the decision minus
   the send stamp is the latency. The receiver acks each message through a pipe and the sender waits for the ack
   and a short gap before the next write, so this measures latency, not queueing. Both processes are pinned to
-  one core by default (the issue's condition); ``pin=False`` lets the scheduler place them.
+  one core by default (the issue's condition); ``pin=False`` lets the scheduler place them. The sender is
+  spawned, not forked: a forked child shares the measuring process's memory copy-on-write, and the receiver's
+  first write to each shared page then takes a page fault (about 200 per run, 10-20 µs each on our VM, in
+  30-35 of the ~40 messages over 12 µs). That is a cost of the harness, not of the engine, which forks nothing.
 - ``order_path``: an algorithm's ``Place`` through the node's placement code (with picows: ``OrderGate.fire``,
   the risk check, rate windows, frame, signature and ``send(2)`` in one C call; with aiohttp: risk, ``Order``,
   OMS, gateway, signing, serialisation) until the request frame's write to the socket returns (stamped in C),
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import select
@@ -36,6 +40,7 @@ import numpy as np
 
 from engine import affinity, bench
 from engine.intents import IntentKind
+from engine.loop import freeze_heap
 from engine.loop import run as run_loop
 from engine.node import LiveIntent, Node
 from engine.venues.binance.transport import (
@@ -64,24 +69,25 @@ def wire_to_decision(transport: str, messages: list[bytes], n: int, *, instrumen
     start = bench._sync_point(tape)
     wire = messages[start:start + n]
     core = _engine_core() if pin else None
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")       # not fork: see the module's docstring
     stamps = ctx.RawArray("q", len(wire))
-    ack_r, ack_w = os.pipe()
+    ack_rx, ack_tx = ctx.Pipe(duplex=False)          # raw one-byte acks on the pipe's descriptors
     port_rx, port_tx = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_sender, args=(wire, stamps, ack_r, port_tx, core, gap_s), daemon=True)
+    proc = ctx.Process(target=_sender, args=(wire, stamps, ack_rx, port_tx, core, gap_s), daemon=True)
     proc.start()
     try:
-        if not port_rx.poll(30):
+        if not port_rx.poll(60):
             raise RuntimeError("latency bench: the sender process did not start its server")
         port = port_rx.recv()
         with _pinned(core):
-            received = run_loop(_receive(transport, port, messages[:start], tape.instruments, len(wire), ack_w))
+            received = run_loop(_receive(transport, port, messages[:start], tape.instruments, len(wire),
+                                         ack_tx.fileno()))
         proc.join(30)
     finally:
         if proc.is_alive():
             proc.kill()
-        for fd in (ack_r, ack_w):
-            os.close(fd)
+        for conn in (ack_rx, ack_tx, port_rx, port_tx):
+            conn.close()
     lat = np.asarray(received, dtype=np.int64) - np.frombuffer(stamps, dtype=np.int64)
     return bench._pcts(lat[bench._depth_mask(wire)])
 
@@ -106,11 +112,11 @@ def _pinned(core: int | None):
         os.sched_setaffinity(0, before)
 
 
-def _sender(wire: list[bytes], stamps: Any, ack_r: int, port_tx: Any, core: int | None, gap_s: float) -> None:
-    """The forked sender: a picows server on loopback pushing ``wire`` to the first client, paced by acks."""
+def _sender(wire: list[bytes], stamps: Any, ack_rx: Any, port_tx: Any, core: int | None, gap_s: float) -> None:
+    """The sender process: a picows server on loopback pushing ``wire`` to the first client, paced by acks."""
     if core is not None:
         os.sched_setaffinity(0, {core})
-    run_loop(_serve(wire, stamps, ack_r, port_tx, gap_s))
+    run_loop(_serve(wire, stamps, ack_rx.fileno(), port_tx, gap_s))
 
 
 async def _serve(wire: list[bytes], stamps: Any, ack_r: int, port_tx: Any, gap_s: float) -> None:
@@ -250,9 +256,11 @@ async def _order_path(transport: str, n: int, io_cpus: set[int] | None, spin: bo
     with tempfile.TemporaryDirectory() as tmp:
         async with aiohttp.ClientSession() as session:
             rig = await _OrderRig.open(transport, venue, session, Path(tmp), io_cpus, spin)
+            freeze_heap()                                       # as ``tapeshot run`` does once started
             try:
                 ns = [await rig.one(i) for i in range(n + ORDER_WARMUP)]
             finally:
+                gc.unfreeze()
                 await rig.close()
     await venue.stop()
     return bench._pcts(np.asarray(ns[ORDER_WARMUP:], dtype=np.int64))

