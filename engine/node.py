@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from engine.intents import Intent, IntentKind, parse
 from engine.keys import Credentials, Secret
 from engine.model import Instrument
 from engine.oms.journal import Journal, claim, venue_id
+from engine.oms.journal import lock as lock_journal
 from engine.oms.manager import OrderManager
 from engine.oms.orders import Fill, Order, OState
 from engine.risk import KillSwitch, RiskGateway, TradingState
@@ -97,6 +99,7 @@ class Node:
         self.started = asyncio.Event()
         self.reconciliation: list[str] = []
         self.archived_journal: Path | None = None       # an earlier embedded-sim session's journal, moved aside
+        self._journal_lock: int | None = None
         self.loop_lag_s = 0.0
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ class Node:
                 Path(e.control_socket).expanduser() if e.control_socket else Path(e.home).expanduser() / "control.sock")
 
     async def start(self) -> None:
+        self._journal_lock = lock_journal(self.paths()[0])        # before anything reads or touches it
         self.session = aiohttp.ClientSession()
         rest_url, ws_url, ws_api_url, creds = await self._venue()
         self.rest = BinanceRest(rest_url, self.session, creds, recv_window_ms=self.cfg.venue.recv_window_ms)
@@ -199,6 +203,14 @@ class Node:
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:
+            if self._journal_lock is not None:
+                os.close(self._journal_lock)
+                self._journal_lock = None
+
+    async def _stop(self) -> None:
         self.busy_poll = False                        # the spinner stops at its next check
         for li in list(self.intents.values()):
             if li.state == "working" and li.algo is not None:

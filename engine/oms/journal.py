@@ -6,8 +6,9 @@ done, so nothing reported can be lost by a crash. ``synchronous=FULL`` by defaul
 well as ``kill -9``). Decimals are stored as text (exact); fills are unique by (symbol, trade id), so a
 duplicated event can never count twice. Positions are not stored: they are rebuilt from the fills on load.
 
-A journal belongs to one venue: its ``venue`` key names it (``venue_id``). ``claim`` runs before the engine
-loads a journal: it refuses another venue's journal and moves aside the journal of an earlier sim session.
+A journal belongs to one engine at a time (``lock``) and to one venue: its ``venue`` key names it
+(``venue_id``). ``claim`` runs before the engine loads a journal: it refuses another venue's journal and moves
+aside the journal of an earlier sim session.
 """
 
 from __future__ import annotations
@@ -276,6 +277,27 @@ def venue_id(rest_url: str, sim: bool, embedded: bool) -> str:
 
 def _sim(venue: str) -> bool:
     return venue.startswith("sim ")
+
+
+def lock(path: str | Path) -> int:
+    """Hold the journal at ``path`` for this process: an exclusive ``flock`` on ``<journal>.lock``, which the
+    kernel drops when the process ends (``kill -9`` included). A second engine on the same journal would
+    reconcile the first one's live orders as a crashed run's; it gets a ``ConfigError`` instead. Returns the
+    descriptor: closing it lets go."""
+    import fcntl
+    import os
+
+    from engine.errors import ConfigError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"another engine is running on the journal {path}: one engine per journal") from None
+    return fd
 
 
 def owner(path: str | Path) -> tuple[str | None, bool]:

@@ -10,7 +10,7 @@ import pytest
 
 from engine.config import Config, EngineConfig, ExecutionConfig, VenueConfig
 from engine.control import ControlClient, ControlServer
-from engine.errors import RiskRefused, TapeshotError, VenueClientError
+from engine.errors import ConfigError, RiskRefused, TapeshotError, VenueClientError
 from engine.loop import run
 from engine.node import Node
 from engine.oms.journal import Journal
@@ -152,5 +152,18 @@ def test_a_drifted_clock_is_measured_again_after_a_minus_1021(tmp_path):
                 assert await corrected()
             lines = await intent(client, "long btc 0.01 5s sniper")
             assert lines[-1]["data"]["filled"] == "0.010"
+
+    run(main())
+
+
+def test_a_second_engine_on_the_same_journal_is_refused_before_it_touches_anything(tmp_path):
+    async def main():
+        async with engine(tmp_path) as (node, client):
+            second = Node(Config(venue=VenueConfig(speed=8.0), engine=EngineConfig(home=str(tmp_path))))
+            with pytest.raises(ConfigError, match="another engine"):
+                await second.start()
+            assert second.venue is None and second.session is None   # no venue, no session, no reconciliation
+            lines = await intent(client, "long btc 0.01 10s")
+            assert lines[-1]["kind"] == "done"                       # the first one carries on
 
     run(main())

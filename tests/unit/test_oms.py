@@ -211,3 +211,17 @@ def test_sim_venues_get_their_own_journal_path():
     assert journal_path(dataclasses.replace(cfg, venue=VenueConfig(kind="binance"))) == Path("/h/journal.sqlite")
     assert journal_path(dataclasses.replace(cfg, engine=EngineConfig(home="/h", journal="/j.sqlite"))) == \
         Path("/j.sqlite")
+
+
+def test_one_engine_per_journal(tmp_path):
+    import os
+
+    from engine.errors import ConfigError
+    from engine.oms.journal import lock
+
+    path = tmp_path / "journal.sqlite"
+    fd = lock(path)
+    with pytest.raises(ConfigError, match="another engine"):
+        lock(path)                                   # a second holder, even in the same process, is refused
+    os.close(fd)                                     # as the kernel does when the holder dies, kill -9 included
+    os.close(lock(path))
