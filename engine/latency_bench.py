@@ -6,7 +6,8 @@
   sniper's fire/hold decision (as in ``engine.bench.msg_to_decision``), and the stamp after the decision minus
   the send stamp is the latency. The receiver acks each message through a pipe and the sender waits for the ack
   and a short gap before the next write, so this measures latency, not queueing. Both processes are pinned to
-  one core by default (the issue's condition); ``pin=False`` lets the scheduler place them. The sender is
+  one core by default (the issue's condition); ``pin=False`` lets the scheduler place them; ``poll=True`` keeps
+  the receiver's loop polling between messages, as ``tapeshot run`` does while an intent works. The sender is
   spawned, not forked: a forked child shares the measuring process's memory copy-on-write, and the receiver's
   first write to each shared page then takes a page fault (about 200 per run, 10-20 µs each on our VM, in
   30-35 of the ~40 messages over 12 µs). That is a cost of the harness, not of the engine, which forks nothing.
@@ -59,12 +60,14 @@ ORDER_WARMUP = 20
 
 
 def wire_to_decision(transport: str, messages: list[bytes], n: int, *, instruments: list | None = None,
-                     pin: bool = True, gap_s: float = GAP_S) -> dict[str, float]:
+                     pin: bool = True, gap_s: float = GAP_S, poll: bool = False) -> dict[str, float]:
     """p50/p99 (µs) from a recorded depth message's write in another process to this process's sniper decision.
 
     ``messages``: a recording's messages in order (``load_tape(...).messages``); the book is synced locally on
     the messages up to the sync point, then the next ``n`` go over the wire and the depth diffs among them are
-    measured. ``instruments``: the recording's (default: the bundled sample's)."""
+    measured. ``instruments``: the recording's (default: the bundled sample's). ``poll``: the receiver's loop
+    polls (``affinity.Spinner``) instead of sleeping between messages, as ``tapeshot run`` does while an intent
+    works."""
     tape = bench.Tape([], messages, instruments if instruments is not None else bench.load_tape(None).instruments)
     start = bench._sync_point(tape)
     wire = messages[start:start + n]
@@ -81,7 +84,7 @@ def wire_to_decision(transport: str, messages: list[bytes], n: int, *, instrumen
         port = port_rx.recv()
         with _pinned(core):
             received = run_loop(_receive(transport, port, messages[:start], tape.instruments, len(wire),
-                                         ack_tx.fileno()))
+                                         ack_tx.fileno(), poll))
         proc.join(30)
     finally:
         if proc.is_alive():
@@ -176,7 +179,7 @@ class _Receiver:
 
 
 async def _receive(transport: str, port: int, warmup: list[bytes], instruments: list, count: int,
-                   ack_w: int) -> list[int]:
+                   ack_w: int, poll: bool = False) -> list[int]:
     import aiohttp
 
     from ext.feed import Feed
@@ -190,6 +193,8 @@ async def _receive(transport: str, port: int, warmup: list[bytes], instruments: 
         stream = market_stream_class(transport)(f"ws://127.0.0.1:{port}", [f"{sf.symbol.lower()}@depth@0ms"],
                                                 session, rx.on_raw)
         task = asyncio.create_task(stream.run())
+        if poll:
+            affinity.Spinner(lambda: not rx.done.is_set()).start()
         try:
             await asyncio.wait_for(rx.done.wait(), 60 + count * 0.01)
         finally:
@@ -356,6 +361,9 @@ def latency(tape: bench.Tape, n_wire: int = 6000, n_orders: int = 1000) -> dict[
         pinned = wire_to_decision(kind, tape.messages, n_wire, instruments=tape.instruments)
         free = wire_to_decision(kind, tape.messages, n_wire, instruments=tape.instruments, pin=False)
         out[key] = {**pinned, "p50_unpinned": free["p50"], "p99_unpinned": free["p99"]}
+        if kind == DEFAULT:
+            polling = wire_to_decision(kind, tape.messages, n_wire, instruments=tape.instruments, poll=True)
+            out[key] |= {"p50_polling": polling["p50"], "p99_polling": polling["p99"]}
     out["order_path_us"] = order_path(DEFAULT, n_orders)
     for kind in KINDS:
         if kind != DEFAULT:

@@ -115,3 +115,26 @@ def test_freeze_heap_moves_the_live_heap_out_of_the_collectors_reach():
         assert not any(o is state for o in gc.get_objects())     # no generation walks it any more
     finally:
         gc.unfreeze()
+
+
+def test_a_spinner_polls_while_told_and_stops_within_1024_turns():
+    import asyncio
+
+    from engine.affinity import Spinner
+
+    async def main():
+        keep = [True]
+        spinner = Spinner(lambda: keep[0])
+        spinner.start()
+        spinner.start()                                          # once running, a second start adds nothing
+        await asyncio.sleep(0.02)
+        assert spinner.running and spinner.spins > 100           # the loop turned without anything to do
+        keep[0] = False
+        at = spinner.spins
+        await asyncio.sleep(0.05)
+        assert not spinner.running and spinner.spins - at <= 1024
+        stopped = spinner.spins
+        await asyncio.sleep(0.01)
+        assert spinner.spins == stopped
+
+    asyncio.run(main())
