@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +31,7 @@ from typing import Any
 import orjson
 
 from engine.affinity import pin_thread
-from engine.errors import StateError
+from engine.errors import ConfigError, StateError
 from engine.oms.orders import Fill, Order, OState
 from engine.oms.positions import Book
 
@@ -284,11 +287,6 @@ def lock(path: str | Path) -> int:
     kernel drops when the process ends (``kill -9`` included). A second engine on the same journal would
     reconcile the first one's live orders as a crashed run's; it gets a ``ConfigError`` instead. Returns the
     descriptor: closing it lets go."""
-    import fcntl
-    import os
-
-    from engine.errors import ConfigError
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -326,8 +324,6 @@ def claim(path: str | Path, venue: str) -> Path | None:
     - for a sim venue, another sim session's journal (always, for the embedded one: its orders and positions
       ended with its run) is archived beside it as ``journal-<time>.sqlite``, the newest 20 kept;
     - anything else belongs to another venue (a real account's journal is never moved): ``ConfigError``."""
-    from engine.errors import ConfigError
-
     path = Path(path)
     if not path.exists():
         return None
@@ -347,9 +343,6 @@ def claim(path: str | Path, venue: str) -> Path | None:
 
 def archive(path: Path) -> Path:
     """Move a journal (after folding its WAL into it) to ``journal-<modified time>.sqlite`` beside it."""
-    import os
-    import time
-
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode=DELETE")             # no -wal / -shm left behind to mismatch

@@ -165,5 +165,6 @@ def test_a_second_engine_on_the_same_journal_is_refused_before_it_touches_anythi
             assert second.venue is None and second.session is None   # no venue, no session, no reconciliation
             lines = await intent(client, "long btc 0.01 10s")
             assert lines[-1]["kind"] == "done"                       # the first one carries on
+            assert str(node.oms.positions.get("BTCUSDT").qty) == lines[-1]["data"]["filled"] == "0.010"
 
     run(main())
