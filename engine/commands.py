@@ -15,11 +15,16 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Submitted:
-    """An accepted instruction: its id (``i-...``), what was understood, and the market it found."""
+    """An accepted instruction: its id (``i-...``), what was understood, and the market it found.
+
+    ``duplicate``: this answers a key that was already submitted (see ``Commands.submit``); nothing new was done,
+    and the fields are the first submission's.
+    """
 
     intent_id: str
     echo: str
     arrival: dict = field(default_factory=dict)
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,19 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 
 class Commands(Protocol):
-    async def submit(self, text: str, *, source: str, user: str) -> Submitted:
-        """Parse and act on one intent text (enter, exit, tp, sl, cancel, status)."""
+    async def submit(self, text: str, *, source: str, user: str, key: str | None = None) -> Submitted:
+        """Parse and act on one intent text (enter, exit, tp, sl, cancel, status).
+
+        ``key`` (an idempotency key, e.g. ``tg:<bot>:<chat>:<message>`` or a control client's own): the same key
+        again does nothing new and returns the first submission's ``Submitted`` with ``duplicate=True``, also
+        after a restart (the key is stored durably with the intent before this returns). A submission that was
+        refused (raised) stores nothing, so its key may be used again. Without a key every call is new."""
+
+    async def seen(self, key: str) -> bool:
+        """Whether ``key`` is in the durable set of handled keys (``remember``); e.g. ``tg-update:<bot>:<id>``."""
+
+    async def remember(self, key: str) -> None:
+        """Add ``key`` to the durable set of handled keys; durable (survives ``kill -9``) when this returns."""
 
     async def preview(self, text: str) -> str:
         """What ``text`` would do now (size, cap, window, arrival mid and spread, the algorithm auto would pick),

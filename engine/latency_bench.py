@@ -40,10 +40,13 @@ from typing import Any
 import numpy as np
 
 from engine import affinity, bench
+from engine.bus import Bus
+from engine.intent_runner import IntentRunner
 from engine.intents import IntentKind
+from engine.lifecycle import IState, LiveIntent
 from engine.loop import freeze_heap
 from engine.loop import run as run_loop
-from engine.node import LiveIntent, Node
+from engine.node import Node
 from engine.venues.binance.transport import (
     DEFAULT,
     KINDS,
@@ -209,7 +212,7 @@ async def _receive(transport: str, port: int, warmup: list[bytes], instruments: 
 
 
 def order_path(transport: str, n: int, *, pinning: str = "auto", busy_poll: str = "auto") -> dict[str, float]:
-    """p50/p99 (µs) from a ``Place`` entering ``Node._place`` to the return of the request's write. With picows
+    """p50/p99 (µs) from a ``Place`` entering ``IntentRunner.place`` to the return of the request's write. With picows
     the whole path is synchronous (one ``ext.orders.OrderGate.fire``: risk and the request in C); aiohttp's WebSocket
     API has no synchronous send, so its path includes a task hop. Threads are placed as ``tapeshot run`` places
     them (``engine.affinity``, ``pinning`` as ``engine.cpu_pinning``): the loop on one core, the journal writer
@@ -311,12 +314,15 @@ class _OrderRig:
                                 lambda o, f: answered[o.client_order_id].set() if o.state.final else None,
                                 rest.now_ms)
         node.ws_api, node.journal = ws_api, journal
-        li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", inst=inst, sf=sf,
-                        position=node.oms.positions.get(inst.symbol),
+        node.runner = IntentRunner(cfg, Bus(), journal, node.oms, node.risk, node.feed, {inst.symbol: inst},
+                                   node.clock, "bench", on_armed=node._spinner.start)
+        far = SimpleNamespace(spec=SimpleNamespace(deadline_ns=2**62), expire=lambda *a: None)
+        li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", state=IState.WORKING,
+                        algo=far, inst=inst, sf=sf, position=node.oms.positions.get(inst.symbol),
                         tracker=SimpleNamespace(orders=[]))
-        node.active[inst.symbol] = [li]                      # a working intent, as the node sees one
+        node.runner.active[inst.symbol] = [li]               # a working intent, as the runner sees one
         node.busy_poll = spin
-        node._spin_while_armed()
+        node._spinner.start()
         return cls(node, li, _write_clock(ws_api), answered)
 
     async def one(self, i: int) -> int:
@@ -326,7 +332,7 @@ class _OrderRig:
         act = Place(f"lat{i}", BUY, inst.qty_to_lots(Decimal("0.010")), price, "IOC", tag="snipe")
         self.answered[act.cid] = done = asyncio.Event()
         t0 = time.monotonic_ns()
-        self.node._place(self.li, act)
+        self.node.runner.place(self.li, act)
         await asyncio.wait_for(done.wait(), 10)
         written = self.write_clock()
         if written < t0:

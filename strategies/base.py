@@ -80,6 +80,9 @@ class OrderUpdate:
     filled: int = 0
     price: int | None = None
     final: bool = False
+    code: int = 0               # a rejection's code (Binance's, or 0 for our own risk gateway)
+    reason: str = ""            # a rejection's message
+    transient: bool = True      # a rejection that may pass if tried again later (rate limit, overload, stale book)
 
 
 @dataclass(slots=True)
@@ -101,8 +104,9 @@ class Algo:
     live: dict[str, _Live] = field(default_factory=dict)
     finished: bool = False
     deadline_fired: bool = False
-    rejects: int = 0
-    max_rejects: int = 3
+    rejects: int = 0                                    # transient rejections so far
+    hold_until: int = 0                                 # no new order before this (backing off a transient reject)
+    failure: str = ""                                   # a definitive rejection ended the intent early: why
     _completed: bool = False
     log: list[tuple[int, str]] = field(default_factory=list)
 
@@ -169,18 +173,40 @@ class Algo:
         if up.final:
             del self.live[up.cid]
         if up.status == "REJECTED":
-            self.rejects += 1
-            if self.rejects >= self.max_rejects:        # the venue keeps refusing: stop rather than loop
-                self.note(now, f"giving up after {self.rejects} rejections")
-                self.deadline_fired = self._completed = True
-                self.finished = not self.live
-                return self.cancel_all()
+            acts = self.rejected(up, now, o.place.tag)
+            if self.failure:
+                return acts
         if self.remaining <= 0:
             self.finished = not self.live
             return self.cancel_all()
         if self.deadline_fired:
             return self.at_deadline(sf, now)
         return self.step(sf, now)
+
+    def rejected(self, up: OrderUpdate, now: int, tag: str = "") -> list[Action]:
+        """A rejection. Transient (rate limit, overload, a stale book): back off inside the window, 100 ms
+        doubling to 2 s, and carry on; the deadline rule still holds. Definitive (margin, filters, reduce-only,
+        halted): stop now, cancel what rests, and keep the venue's code and message as ``failure``."""
+        if up.transient:
+            self.rejects += 1
+            self.hold_until = now + min(100_000_000 << min(self.rejects - 1, 5), 2_000_000_000)
+            self.note(now, f"rejected ({up.code} {up.reason}); retrying in {(self.hold_until - now) / 1e9:.1f} s")
+            if tag == "deadline":
+                self._completed = False                 # the completing IOC may go again once the hold ends
+            return []
+        self.failure = f"{up.code}: {up.reason}" if up.code else up.reason or "rejected"
+        self.note(now, f"rejected for good ({self.failure}): stopping")
+        self.deadline_fired = self._completed = True
+        self.finished = not self.live
+        return self.cancel_all()
+
+    def expire(self, cid: str, now: int, why: str) -> None:
+        """An order of ours that was never sent (its deadline passed while it waited): forget it."""
+        if self.live.pop(cid, None) is not None:
+            self.note(now, f"{cid} not sent: {why}")
+        if self.deadline_fired or now >= self.spec.deadline_ns:
+            self.deadline_fired = self._completed = True
+            self.finished = not self.live
 
     def on_market(self, sf, now: int) -> list[Action]:
         return [] if self.finished else self.step(sf, now)
@@ -189,6 +215,8 @@ class Algo:
         return [] if self.finished else self.step(sf, now)
 
     def step(self, sf, now: int) -> list[Action]:
+        if now < self.hold_until:
+            return []
         if self.dust and not self.live:
             self.finished = True
             self.note(now, f"{self.remaining} lots left: below the venue's minimum order")
@@ -205,6 +233,10 @@ class Algo:
             acts = self.cancel_all()
             self.note(now, f"deadline: cancelling {len(acts)} resting")
         if self.live:
+            return acts
+        if now >= self.spec.deadline_ns:                # nothing leaves after the deadline
+            self._completed = True
+        elif now < self.hold_until:                     # backing off a transient rejection
             return acts
         if self.spec.complete and self.remaining > 0 and not self._completed and not self.dust:
             self._completed = True

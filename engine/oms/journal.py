@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS fills (
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, intent_id TEXT, time_ms INTEGER, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, time_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS orders_by_intent ON orders(intent_id);
 CREATE INDEX IF NOT EXISTS decisions_by_intent ON decisions(intent_id);
 """
@@ -91,6 +92,7 @@ class JournalState:
     fills: list[Fill] = field(default_factory=list)
     positions: Book = field(default_factory=Book)
     kv: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)      # message key -> the intent it made ("" if none)
 
 
 class Journal:
@@ -235,6 +237,10 @@ class Journal:
         self._put("INSERT INTO decisions (intent_id, time_ms, kind, data) VALUES (?,?,?,?)",
                   (intent_id, time_ms, kind, dumps(data)))
 
+    def seen(self, key: str, time_ms: int) -> None:
+        """A handled message key (a Telegram update id): it is not handled again, even after a restart."""
+        self._put("INSERT OR IGNORE INTO seen (key, time_ms) VALUES (?, ?)", (key, time_ms))
+
     def kv_set(self, key: str, value: Any) -> None:
         self._put("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                   (key, dumps(value)))
@@ -260,6 +266,11 @@ class Journal:
                     st.orders[f.client_order_id].trade_ids.add(f.trade_id)
             for r in conn.execute("SELECT key, value FROM kv"):
                 st.kv[r["key"]] = orjson.loads(r["value"])
+            for r in conn.execute("SELECT key FROM seen"):
+                st.keys[r["key"]] = ""
+        for iid, row in st.intents.items():                 # an intent's key is in its own row: one commit
+            if row["data"].get("key"):
+                st.keys[row["data"]["key"]] = iid
         return st
 
     def query(self, sql: str, params: tuple = ()) -> list[dict]:

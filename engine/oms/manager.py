@@ -19,7 +19,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from engine.errors import StateError, VenueClientError, VenueError, VenueServerError
+from engine import crashpoints
+from engine.errors import RiskRefused, StateError, VenueClientError, VenueError, VenueServerError
 from engine.metrics import HISTOGRAMS
 from engine.model import Instrument
 from engine.oms.journal import Journal
@@ -91,8 +92,10 @@ class OrderManager:
             p["closePosition"] = "true"
         return p
 
-    async def submit(self, o: Order) -> Order:
-        """Send a NEW order; returns when the venue answered (or the outcome became unknown)."""
+    async def submit(self, o: Order, max_wait_ms: int | None = None) -> Order:
+        """Send a NEW order; returns when the venue answered (or the outcome became unknown). It is journalled
+        NEW first and SUBMITTED when its bytes leave (after any rate-limit wait); an order the limiter would hold
+        longer than ``max_wait_ms`` is never sent and ends REJECTED."""
         if o.client_order_id in self.orders:
             raise StateError(f"order {o.client_order_id} already exists")
         now = self.clock_ms()
@@ -100,24 +103,35 @@ class OrderManager:
         self.orders[o.client_order_id] = o
         self.live.add(o.client_order_id)
         self.journal.order(o)
-        self._transition(o, Trigger.SUBMIT, "submit")
         t0 = time.perf_counter_ns()
         try:
-            answer = await self.gateway.place(self.params(o))
+            answer = await self.gateway.place(self.params(o), max_wait_ms=max_wait_ms,
+                                              on_sent=lambda: self._transition(o, Trigger.SUBMIT, "submit"))
             ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
+        except RiskRefused as exc:
+            self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.detail}, reason=exc.detail)
         except VenueClientError as exc:
+            self._sent(o)
+            o.reject_code = exc.code
             self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
         except VenueServerError as exc:
             if not exc.sent:
                 self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.msg}, reason=exc.msg)
             else:
+                self._sent(o)
                 self._transition(o, Trigger.TIMEOUT, "outcome unknown", {"msg": exc.msg})
                 self._spawn(self.resolve(o))
         else:
+            self._sent(o)
             self.apply_answer(o, answer)
         return o
 
-    def submit_now(self, o: Order, decision_ns: int = 0) -> asyncio.Future:
+    def _sent(self, o: Order) -> None:
+        """The venue answered, so the bytes left: SUBMITTED if ``on_sent`` did not already say so."""
+        if o.state is OState.NEW:
+            self._transition(o, Trigger.SUBMIT, "submit")
+
+    def submit_now(self, o: Order, decision_ns: int = 0, max_wait_ms: int | None = None) -> asyncio.Future:
         """``submit`` with no task hop: the order is on the wire when this returns (through ``place_now``), then
         SUBMITTED; journaling and ``on_order`` follow the write (both only enqueue, as in ``submit``, so nothing is
         less durable). The future resolves to the order once the venue answered or the outcome became unknown."""
@@ -127,7 +141,8 @@ class OrderManager:
         self.orders[o.client_order_id] = o
         self.live.add(o.client_order_id)
         t0 = time.perf_counter_ns()
-        return self._sent_now(o, self.gateway.place_now(self.params(o), decision_ns), t0)
+        answer = self.gateway.place_now(self.params(o), decision_ns, max_wait_ms=max_wait_ms)
+        return self._sent_now(o, answer, t0)
 
     def _sent_now(self, o: Order, answer: asyncio.Future, t0: int) -> asyncio.Future:
         """An order whose request is on the wire: SUBMITTED, journaled, reported; settles when ``answer`` does."""
@@ -135,6 +150,7 @@ class OrderManager:
             o.created_ms = o.updated_ms = self.clock_ms()
             self.orders[o.client_order_id] = o
             self.live.add(o.client_order_id)
+        crashpoints.reached("after_send")
         o.apply(Trigger.SUBMIT, o.created_ms)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, o.updated_ms, "submit", o.state.value, None)
@@ -145,7 +161,7 @@ class OrderManager:
 
     def place_now(self, inst: Instrument, buy: bool, lots: int, ticks: int | None, tif: str | None,
                   reduce_only: bool, cid: str, *, intent_id: str | None = None, purpose: str = "entry",
-                  decision_ns: int = 0) -> asyncio.Future:
+                  decision_ns: int = 0, max_wait_ms: int | None = None) -> asyncio.Future:
         """``submit_now`` for a LIMIT (``ticks``) or MARKET (``ticks`` None) order given in integer lots and ticks:
         the gateway's C writer sends it first, and the ``Order`` is built, registered, journaled and reported
         after the write, all before the event loop can deliver an answer. When the fast writer cannot take it,
@@ -156,7 +172,7 @@ class OrderManager:
         t0 = time.perf_counter_ns()
         o = _order(inst, buy, lots, ticks, tif, reduce_only, cid, intent_id, purpose)
         if answer is None:
-            return self.submit_now(o, decision_ns)
+            return self.submit_now(o, decision_ns, max_wait_ms)
         return self._sent_now(o, answer, t0)
 
     def gate(self, inst: Instrument, sf: Any, position: Any, risk: Any, stale_ns: int) -> Any:
@@ -184,7 +200,10 @@ class OrderManager:
         if exc is None:
             ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
             self.apply_answer(o, answer.result())
+        elif isinstance(exc, RiskRefused):                  # held past its deadline: never sent
+            self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.detail}, reason=exc.detail)
         elif isinstance(exc, VenueClientError):
+            o.reject_code = exc.code
             self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
         elif isinstance(exc, VenueServerError) and not exc.sent:
             self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.msg}, reason=exc.msg)
@@ -219,7 +238,7 @@ class OrderManager:
 
     # ---- answers and events -------------------------------------------------------------------------------
 
-    def apply_answer(self, o: Order, answer: dict) -> None:
+    def apply_answer(self, o: Order, answer: dict, fetch: bool = True) -> None:
         """An order response (place, cancel or query): venue id, executed quantity, final states."""
         if answer.get("orderId") is not None:
             o.venue_order_id = int(answer["orderId"])
@@ -232,7 +251,7 @@ class OrderManager:
             self._transition(o, trigger, status.lower())
         elif trigger in (Trigger.FILL, Trigger.FILL_ALL) and o.state in (OState.SUBMITTED, OState.UNKNOWN):
             self._transition(o, Trigger.ACK, "ack (fills follow)")
-        if self.needs_trades(o):
+        if fetch and self.needs_trades(o):
             self._spawn(self.fetch_fills(o, delay_s=1.0))
 
     def needs_trades(self, o: Order) -> bool:
@@ -257,6 +276,7 @@ class OrderManager:
                                   Decimal(x.get("n") or "0"), bool(x.get("m")), int(x.get("T") or ev.get("T") or 0)))
         elif kind == "NEW":
             self._transition(o, Trigger.ACK, "ack")
+            crashpoints.reached("on_ack")
         elif kind in ("CANCELED", "EXPIRED"):
             self._transition(o, Trigger.CANCEL if kind == "CANCELED" else Trigger.EXPIRE, kind.lower())
 
@@ -296,7 +316,7 @@ class OrderManager:
 
     # ---- resolution ---------------------------------------------------------------------------------------
 
-    async def resolve(self, o: Order, attempts: int = 5) -> None:
+    async def resolve(self, o: Order, attempts: int = 5, fetch: bool = True) -> None:
         """Ask the venue what became of an order whose answer we lost; fetch any fills we did not hear of."""
         delay = 0.2
         for _ in range(attempts):
@@ -310,8 +330,8 @@ class OrderManager:
             except VenueServerError as exc:
                 log.warning("query %s: %s", o.client_order_id, exc)
             else:
-                self.apply_answer(o, answer)
-                if self.needs_trades(o):
+                self.apply_answer(o, answer, fetch=False)
+                if fetch and self.needs_trades(o):
                     await self.fetch_fills(o)
                 return
             await asyncio.sleep(delay)
@@ -331,21 +351,41 @@ class OrderManager:
                              reason="no longer known to the venue")
 
     async def fetch_fills(self, o: Order, delay_s: float = 0.0, every: bool = False) -> None:
-        """Fills of ``o`` from /fapi/v1/userTrades that the stream has not delivered (after ``delay_s``); only
-        when the venue reported more filled than we hold, unless ``every`` (the venue's count is unknown)."""
+        """Fills of ``o`` that the stream has not delivered, from ``/fapi/v1/userTrades`` by its venue order id
+        (after ``delay_s``); only when the venue reported more filled than we hold, unless ``every``."""
         if delay_s:
             await asyncio.sleep(delay_s)
         if not (every or self.needs_trades(o)) or o.venue_order_id is None:
             return
         try:
-            trades = await self.gateway.rest.user_trades(o.symbol, start_ms=max(0, o.created_ms - 60_000))
+            trades = await self.gateway.rest.user_trades(o.symbol, order_id=o.venue_order_id)
         except VenueError as exc:
-            log.warning("userTrades %s: %s", o.symbol, exc)
+            log.warning("userTrades %s order %s: %s", o.symbol, o.venue_order_id, exc)
             return
         for t in trades:
             if int(t["orderId"]) == o.venue_order_id:
                 self.add_fill(o, Fill(int(t["id"]), o.client_order_id, o.symbol, o.side, Decimal(t["price"]),
                                       Decimal(t["qty"]), Decimal(t["commission"]), bool(t["maker"]), int(t["time"])))
+
+    async def resync_live(self) -> None:
+        """After a lost connection: every live order takes the venue's state and its missed fills."""
+        for cid in list(self.live):
+            o = self.orders[cid]
+            if not o.state.final and o.state is not OState.NEW:
+                await self.resolve(o)
+
+    def adopt(self, row: dict, intent_id: str, purpose: str) -> Order:
+        """An order of ours the venue has and the journal never recorded (sent, then the engine died before
+        its row was written): rebuilt from the venue's row, registered and journalled."""
+        from engine.oms.reconcile import adopt_order
+
+        o = adopt_order(row, intent_id, purpose)
+        self.orders[o.client_order_id] = o
+        self.live.add(o.client_order_id)
+        self.journal.order(o)
+        self.journal.order_event(o.client_order_id, o.updated_ms, "adopted", o.state.value,
+                                 {"orderId": o.venue_order_id})
+        return o
 
     def load(self, orders: dict[str, Order], fills: list[Fill]) -> None:
         """Resume from the journal: orders with their trade ids, positions rebuilt from the fills."""

@@ -141,6 +141,7 @@ class Order:
     created_ms: int = 0
     updated_ms: int = 0
     reason: str = ""                     # reject / cancel reason, venue error text
+    reject_code: int = 0                 # the venue's error code when it rejected the order
     trade_ids: set[int] = field(default_factory=set)
 
     @property

@@ -253,14 +253,19 @@ class PicowsWsApi(WsApi):
         p["signature"] = self.creds.sign(payload) if self._mac is None else self._mac.hexdigest(payload.encode())
         return p
 
-    def _write(self, method: str, params: dict[str, Any], decision_ns: int = 0) -> asyncio.Future:
-        """Sign, serialise and write one request now; the future of its answer. Raises if not connected."""
+    def _write(self, method: str, params: dict[str, Any], decision_ns: int = 0,
+               on_sent: Callable[[], None] | None = None) -> asyncio.Future:
+        """Sign, serialise and write one request now; the future of its answer. Raises if not connected (before
+        ``on_sent``, which is called right before the write)."""
         tr = self._transport
         if tr is None or tr.is_disconnected or tr.is_close_frame_sent:
             raise VenueServerError(codes.DISCONNECTED, "WebSocket API send failed: not connected")
         rid = next(self._ids)
+        frame = orjson.dumps({"id": rid, "method": method, "params": self.signed(params)})
+        if on_sent is not None:
+            on_sent()
         try:
-            tr.send(_TEXT, orjson.dumps({"id": rid, "method": method, "params": self.signed(params)}))
+            tr.send(_TEXT, frame)
         except (OSError, RuntimeError) as exc:
             raise VenueServerError(codes.DISCONNECTED, f"WebSocket API send failed: {type(exc).__name__}") from None
         return self._written(rid, method, decision_ns)
@@ -277,23 +282,31 @@ class PicowsWsApi(WsApi):
             self._sent_ns[rid] = now
         return fut
 
-    async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> asyncio.Future:
-        """Sign and write one request; returns the future of its answer (bytes are on the socket on return)."""
-        await self.limiter.acquire(weight, orders)
+    async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0,
+                   max_wait_ms: int | None = None, on_sent: Callable[[], None] | None = None) -> asyncio.Future:
+        """Sign and write one request; returns the future of its answer (bytes are on the socket on return).
+        ``max_wait_ms`` bounds the limiter's wait (``RiskRefused("deadline")``, nothing sent); the request is
+        signed after the wait and any connect; ``on_sent`` is called right before the write."""
+        await self.limiter.acquire(weight, orders, max_wait_ms)
         if not self.connected:
             await self.connect()
-        return self._write(method, params)
+        return self._write(method, params, on_sent=on_sent)
 
     def send_now(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0,
-                 decision_ns: int = 0) -> asyncio.Future:
+                 decision_ns: int = 0, max_wait_ms: int | None = None,
+                 on_sent: Callable[[], None] | None = None) -> asyncio.Future:
         """Write the request before returning when connected and within the rate limits, else as soon as it may
         go (connecting first, as ``send``). Returns the future of the answer, which fails as ``call`` would
-        (``VenueServerError`` on a drop or after ``timeout_s``; ``sent=False`` when no connection could be made).
-        ``decision_ns``: the decision's ``time.monotonic_ns()``, for the decision-to-send histogram."""
-        if not self.connected or self.limiter.delay_ms(weight, orders) > 0:
-            return asyncio.ensure_future(self.call(method, params, weight=weight, orders=orders))
+        (``VenueServerError`` on a drop or after ``timeout_s``; ``sent=False`` when no connection could be made;
+        ``RiskRefused("deadline")`` when the limiter would hold it over ``max_wait_ms``). ``decision_ns``: the
+        decision's ``time.monotonic_ns()``, for the decision-to-send histogram. ``on_sent``: called right before
+        the bytes are written (synchronously here when the request goes at once)."""
+        late = max_wait_ms is not None and max_wait_ms < 0          # acquire refuses it with the reason
+        if late or not self.connected or self.limiter.delay_ms(weight, orders) > 0:
+            return asyncio.ensure_future(self.call(method, params, weight=weight, orders=orders,
+                                                   max_wait_ms=max_wait_ms, on_sent=on_sent))
         try:
-            fut = self._write(method, params, decision_ns)
+            fut = self._write(method, params, decision_ns, on_sent)
         except VenueServerError as exc:
             fut = asyncio.get_running_loop().create_future()
             fut.set_exception(exc)
@@ -307,9 +320,11 @@ class PicowsWsApi(WsApi):
             fut.set_exception(VenueServerError(codes.TIMEOUT, f"{method}: no answer in {self.timeout_s}s: "
                                                               "outcome unknown"))
 
-    def place_order_now(self, params: dict[str, Any], decision_ns: int = 0) -> asyncio.Future:
+    def place_order_now(self, params: dict[str, Any], decision_ns: int = 0, *, max_wait_ms: int | None = None,
+                        on_sent: Callable[[], None] | None = None) -> asyncio.Future:
         """``order.place`` through ``send_now``: the order is on the wire when this returns (if it could go)."""
-        return self.send_now("order.place", params, weight=0, orders=1, decision_ns=decision_ns)
+        return self.send_now("order.place", params, weight=0, orders=1, decision_ns=decision_ns,
+                             max_wait_ms=max_wait_ms, on_sent=on_sent)
 
     def place_fast(self, inst: Instrument, buy: bool, lots: int, ticks: int | None, tif: str | None,
                    reduce_only: bool, cid: str, decision_ns: int = 0) -> asyncio.Future | None:

@@ -5,6 +5,10 @@ its counts in ``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S`` and ``X-MBX-OR
 its own count, takes the venue's figure whenever a response brings one (it also counts other processes sharing
 the IP or key), and waits for the next window rather than send a request that would cross ``safety`` x limit.
 So it never provokes a 429; if one comes anyway (or a 418), it waits out ``Retry-After`` before anything else.
+
+A caller with a deadline passes ``max_wait_ms``: when the wait needed (the rate windows and any ban together) would
+exceed it, ``acquire`` raises ``RiskRefused("deadline", ...)`` at once and charges nothing, so a request is never
+held past the moment it still made sense to send.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from engine.errors import RiskRefused
 from ext.orders import RateWindows
 
 
@@ -80,11 +85,29 @@ class RateLimiter:
         """Count a request that goes now, without waiting (the caller checked ``delay_ms`` in this loop turn)."""
         self.core.add(self.clock_ms(), weight, orders)
 
-    async def acquire(self, weight: int, orders: int = 0) -> None:
+    async def acquire(self, weight: int, orders: int = 0, max_wait_ms: int | None = None) -> None:
+        """Wait until a request of this cost may go, then count it.
+
+        ``max_wait_ms``: the longest this caller may wait (None: no bound). When the wait needed now, or what is
+        left of it after waking (a window may roll into another full one, a ban may be extended), would take the
+        total past it, raise ``RiskRefused("deadline", ...)`` and charge nothing."""
+        start = self.clock_ms()
+        if max_wait_ms is not None and max_wait_ms < 0:
+            raise RiskRefused("deadline", f"the deadline passed {-max_wait_ms} ms ago; not sent")
         while (wait := self.delay_ms(weight, orders)) > 0:
+            if max_wait_ms is not None:
+                self._check_deadline(start, wait, max_wait_ms)
             self.waited_ms += wait
             await asyncio.sleep(wait / 1000)
         self.charge(weight, orders)
+
+    def _check_deadline(self, start_ms: int, wait_ms: int, max_wait_ms: int) -> None:
+        waited = max(0, self.clock_ms() - start_ms)
+        if waited + wait_ms > max_wait_ms:
+            banned = self.banned_until_ms - self.clock_ms()
+            why = f" (banned by the venue for {banned} ms more)" if banned > 0 else ""
+            raise RiskRefused("deadline", f"the rate limiter would hold this request {waited + wait_ms} ms{why}, "
+                                          f"over its deadline of {max_wait_ms} ms; not sent")
 
     def update_from_headers(self, headers: Mapping[str, str]) -> None:
         now = self.clock_ms()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -66,21 +67,26 @@ class BinanceRest:
         return self.time_offset_ms
 
     async def request(self, method: str, path: str, params: dict[str, Any] | None = None, *, signed: bool = False,
-                      weight: int = 1, orders: int = 0) -> Any:
-        items = [(k, v) for k, v in (params or {}).items() if v is not None]
+                      weight: int = 1, orders: int = 0, max_wait_ms: int | None = None,
+                      on_sent: Callable[[], None] | None = None) -> Any:
+        """Send one request and return its decoded answer (errors: see the module docstring).
+
+        The limiter's wait comes first and the request is signed after it, so its ``timestamp`` is the moment it
+        leaves however long the wait was. ``max_wait_ms``: refuse (``RiskRefused("deadline")``, nothing sent or
+        charged) rather than wait longer. ``on_sent``: called synchronously right before the request is handed to
+        the HTTP session (after any wait); not called when the request is refused before that."""
         headers = {}
         if signed or path.startswith("/fapi/v1/listenKey"):
             if self.creds is None:
                 raise VenueClientError(codes.REJECTED_MBX_KEY, "no API credentials configured for a signed request")
             headers["X-MBX-APIKEY"] = self.creds.api_key
-        if signed:
-            items += [("recvWindow", self.recv_window_ms), ("timestamp", self.now_ms())]
-            qs = query_string(items)
-            qs += "&signature=" + quote(self.creds.sign(qs), safe="")
-        else:
-            qs = query_string(items)
-        url = f"{self.base_url}{path}" + (f"?{qs}" if qs else "")
-        await self.limiter.acquire(weight, orders)
+        await self.limiter.acquire(weight, orders, max_wait_ms)
+        url = f"{self.base_url}{path}"
+        qs = self._query(params, signed)
+        if qs:
+            url += f"?{qs}"
+        if on_sent is not None:
+            on_sent()
         try:
             async with self.session.request(method, url, headers=headers, timeout=self.timeout) as resp:
                 self.limiter.update_from_headers(resp.headers)
@@ -89,6 +95,15 @@ class BinanceRest:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise VenueServerError(codes.DISCONNECTED if not isinstance(exc, asyncio.TimeoutError) else codes.TIMEOUT,
                                    f"{method} {path}: {type(exc).__name__}: outcome unknown") from None
+
+    def _query(self, params: dict[str, Any] | None, signed: bool) -> str:
+        """The query string; signed: with recvWindow, a timestamp taken now and the signature."""
+        items = [(k, v) for k, v in (params or {}).items() if v is not None]
+        if not signed:
+            return query_string(items)
+        items += [("recvWindow", self.recv_window_ms), ("timestamp", self.now_ms())]
+        qs = query_string(items)
+        return qs + "&signature=" + quote(self.creds.sign(qs), safe="")
 
     def _answer(self, status: int, headers: Any, body: bytes, path: str) -> Any:
         try:
@@ -130,8 +145,12 @@ class BinanceRest:
 
     # ---- orders (REST fallback; the WebSocket API is the fast path) --------------------------------------------
 
-    async def place_order(self, **params: Any) -> dict:
-        return await self.request("POST", "/fapi/v1/order", params, signed=True, weight=0, orders=1)
+    async def place_order(self, *, max_wait_ms: int | None = None, on_sent: Callable[[], None] | None = None,
+                          **params: Any) -> dict:
+        """``POST /fapi/v1/order`` with Binance's parameters as keywords; ``max_wait_ms`` and ``on_sent`` as in
+        ``request``."""
+        return await self.request("POST", "/fapi/v1/order", params, signed=True, weight=0, orders=1,
+                                  max_wait_ms=max_wait_ms, on_sent=on_sent)
 
     async def cancel_order(self, symbol: str, order_id: int | None = None, client_order_id: str | None = None) -> dict:
         return await self.request("DELETE", "/fapi/v1/order", {"symbol": symbol, "orderId": order_id,
@@ -160,9 +179,27 @@ class BinanceRest:
     async def balance(self) -> list[dict]:
         return await self.request("GET", "/fapi/v2/balance", signed=True, weight=5)
 
-    async def user_trades(self, symbol: str, start_ms: int | None = None, limit: int = 500) -> list[dict]:
-        return await self.request("GET", "/fapi/v1/userTrades", {"symbol": symbol, "startTime": start_ms,
-                                                                 "limit": limit}, signed=True, weight=5)
+    async def user_trades(self, symbol: str, start_ms: int | None = None, limit: int = 500, *,
+                          order_id: int | None = None, from_id: int | None = None,
+                          end_ms: int | None = None) -> list[dict]:
+        """``GET /fapi/v1/userTrades`` (weight 5): our trades in ``symbol``, oldest first.
+
+        ``order_id``: that order's trades. ``from_id``: trades with id >= it (not with ``start_ms``/``end_ms``:
+        Binance refuses the combination). ``start_ms``/``end_ms``: a window in the venue's time, at most 7 days;
+        with neither (and no ``from_id``) Binance answers the last 7 days. ``limit``: default 500, max 1000."""
+        return await self.request("GET", "/fapi/v1/userTrades",
+                                  {"symbol": symbol, "orderId": order_id, "fromId": from_id, "startTime": start_ms,
+                                   "endTime": end_ms, "limit": limit}, signed=True, weight=5)
+
+    async def all_orders(self, symbol: str, *, order_id: int | None = None, start_ms: int | None = None,
+                         end_ms: int | None = None, limit: int = 500) -> list[dict]:
+        """``GET /fapi/v1/allOrders`` (weight 5): our orders in ``symbol``, open or final, oldest first, each as
+        ``query_order`` answers it. ``order_id``: orders with id >= it; else the most recent. ``start_ms``/
+        ``end_ms``: a window on the order's creation time (venue time, at most 7 days). Binance no longer returns
+        CANCELED/EXPIRED orders without fills 3 days after creation, nor any order after 90 days."""
+        return await self.request("GET", "/fapi/v1/allOrders",
+                                  {"symbol": symbol, "orderId": order_id, "startTime": start_ms, "endTime": end_ms,
+                                   "limit": limit}, signed=True, weight=5)
 
     # ---- user data stream -------------------------------------------------------------------------------------
 

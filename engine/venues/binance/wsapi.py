@@ -111,15 +111,21 @@ class WsApi:
         p["signature"] = self.creds.sign(ws_payload(p))
         return p
 
-    async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> asyncio.Future:
-        """Sign and write one request; returns the future of its answer (bytes are on the socket on return)."""
-        await self.limiter.acquire(weight, orders)
+    async def send(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0,
+                   max_wait_ms: int | None = None, on_sent: Callable[[], None] | None = None) -> asyncio.Future:
+        """Sign and write one request; returns the future of its answer (bytes are on the socket on return).
+
+        The limiter's wait (bounded by ``max_wait_ms``: ``RiskRefused("deadline")`` beyond it, nothing sent) and
+        any connect come first; the request is signed after them. ``on_sent`` is called right before the write."""
+        await self.limiter.acquire(weight, orders, max_wait_ms)
         if self._ws is None or self._ws.closed:
             await self.connect()
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         frame = orjson.dumps({"id": rid, "method": method, "params": self.signed(params)}).decode()
+        if on_sent is not None:
+            on_sent()
         try:
             await self._ws.send_str(frame)
         except (ConnectionResetError, aiohttp.ClientError, RuntimeError) as exc:
@@ -127,16 +133,21 @@ class WsApi:
             raise VenueServerError(codes.DISCONNECTED, f"WebSocket API send failed: {type(exc).__name__}") from None
         return fut
 
-    async def call(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0) -> Any:
-        fut = await self.send(method, params, weight=weight, orders=orders)
+    async def call(self, method: str, params: dict[str, Any], *, weight: int = 1, orders: int = 0,
+                   max_wait_ms: int | None = None, on_sent: Callable[[], None] | None = None) -> Any:
+        """``send`` and wait for the answer (``VenueServerError(TIMEOUT)`` after ``timeout_s``)."""
+        fut = await self.send(method, params, weight=weight, orders=orders, max_wait_ms=max_wait_ms,
+                              on_sent=on_sent)
         try:
             return await asyncio.wait_for(fut, self.timeout_s)
         except TimeoutError:
             raise VenueServerError(codes.TIMEOUT,
                                    f"{method}: no answer in {self.timeout_s}s: outcome unknown") from None
 
-    async def place_order(self, **params: Any) -> dict:
-        return await self.call("order.place", params, weight=0, orders=1)
+    async def place_order(self, *, max_wait_ms: int | None = None, on_sent: Callable[[], None] | None = None,
+                          **params: Any) -> dict:
+        """``order.place`` with Binance's parameters as keywords; ``max_wait_ms`` and ``on_sent`` as in ``send``."""
+        return await self.call("order.place", params, weight=0, orders=1, max_wait_ms=max_wait_ms, on_sent=on_sent)
 
     async def cancel_order(self, symbol: str, order_id: int | None = None, client_order_id: str | None = None) -> dict:
         return await self.call("order.cancel", {"symbol": symbol, "orderId": order_id,

@@ -1,0 +1,31 @@
+"""Named crash points: the places a ``kill -9`` hurts most, reachable on purpose by the chaos drill.
+
+``TAPESHOT_CRASH_AT=NAME[:N]`` in the engine's environment makes the N-th time (default the first) the engine
+passes ``reached(NAME)`` a SIGKILL of its own process: no handler, no flush, no ``finally``, exactly what the
+kernel does to a process killed from outside. Unset (every real run), ``reached`` is one dict lookup.
+
+The points (``POINTS``): before an order's bytes leave, between the send and the journal's commit, on the
+order's acknowledgement, on the first fill of an intent, and while a ladder has orders resting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("before_send", "after_send", "on_ack", "on_fill", "mid_ladder")
+
+_target, _, _count = (os.environ.get("TAPESHOT_CRASH_AT") or "").partition(":")
+_left = int(_count) if _count.isdigit() and int(_count) > 0 else 1
+_armed = _target in POINTS
+
+
+def reached(name: str) -> None:
+    """SIGKILL this process when ``name`` is the armed crash point and its count has come round."""
+    global _left, _armed
+    if not _armed or name != _target:
+        return
+    _left -= 1
+    if _left <= 0:
+        _armed = False
+        os.kill(os.getpid(), signal.SIGKILL)
