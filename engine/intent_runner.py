@@ -61,6 +61,7 @@ class IntentRunner:
         self._ids = itertools.count(1)
         self._stale_ns = cfg.feed.stale_ms * MS
         self.on_fill: Callable[[str], None] = lambda symbol: None   # the protections re-sync TP/SL
+        self.closing = False                                # shutting down: nothing new is accepted
 
     # ---- acceptance ---------------------------------------------------------------------------------------
 
@@ -95,6 +96,8 @@ class IntentRunner:
     async def _accept(self, intent: Intent, source: str, user: str, key: str | None) -> Submitted:
         inst = self._instrument(intent.symbol)
         sf = self.feed[inst.symbol]
+        if self.closing:
+            raise RiskRefused("shutdown", "the engine is shutting down: nothing new is accepted")
         if self.risk.state is TradingState.HALTED and intent.kind is IntentKind.ENTER:
             raise RiskRefused("halted", "trading is halted (kill switch); /resume first")
         if any(li.state.live or li.state is IState.ACCEPTED for li in self.active.get(inst.symbol, [])):
@@ -418,6 +421,7 @@ class IntentRunner:
         """Cancel every working intent and its orders, confirm with the venue (a cancel-all per symbol, then the
         open-orders query), journal each interrupted intent ``cancelled (shutdown)``; returns what could not be
         cancelled (empty when all is clean)."""
+        self.closing = True
         live = [li for li in self.intents.values() if li.state.live or li.state is IState.ACCEPTED]
         if live:
             self.cancel(None, "shutdown")

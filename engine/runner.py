@@ -1,7 +1,9 @@
 """``tapeshot run``: the engine with its front ends (control socket, console, Telegram, metrics) until stopped.
 
 It stops on Ctrl-C / SIGTERM, on ``quit`` at the console, when ``--demo`` has finished, or when the embedded sim
-venue's tape ends; it then cancels what is working, prints the positions and exits.
+venue's tape ends; it then prints the positions, cancels every working intent and order, confirms with the venue
+(a cancel-all per symbol, then the open-orders query), journals the interrupted intents ``cancelled`` (shutdown),
+says what could not be cancelled and exits, within ~10 s.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     for line in node.reconciliation:
         print(f"reconcile: {line}", flush=True)
     extras = await _front_ends(node, cfg)
+    if node.reconciliation:             # the restart, visible where the trader looks (Telegram too)
+        node.bus.emit_all("risk", "reconciliation with the venue at start-up:\n" + "\n".join(node.reconciliation))
     freeze_heap()                       # the collector never walks the started engine again (62 ms -> 2 µs)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,11 +85,16 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     for t in waits:
         t.cancel()
     print(await node.status(), flush=True)
+    print("stopping: cancelling working orders and confirming with the venue", flush=True)
+    problems = await node.stop()                # first: the front ends still carry its report to the trader
+    for line in problems:
+        print(f"shutdown: {line}", flush=True)
+    print("stopped: " + ("nothing left working at the venue" if not problems else
+                         f"{len(problems)} problem(s) above: check the venue"), flush=True)
     for stopper in extras:
         with contextlib.suppress(Exception):
             await stopper()
     await control.stop()
-    await node.stop()
     return 0
 
 

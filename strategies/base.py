@@ -185,11 +185,13 @@ class Algo:
 
     def rejected(self, up: OrderUpdate, now: int, tag: str = "") -> list[Action]:
         """A rejection. Transient (rate limit, overload, a stale book): back off inside the window, 100 ms
-        doubling to 2 s, and carry on; the deadline rule still holds. Definitive (margin, filters, reduce-only,
+        doubling to 2 s but never more than a quarter of the time left, and carry on; the deadline rule holds. Definitive (margin, filters, reduce-only,
         halted): stop now, cancel what rests, and keep the venue's code and message as ``failure``."""
         if up.transient:
             self.rejects += 1
-            self.hold_until = now + min(100_000_000 << min(self.rejects - 1, 5), 2_000_000_000)
+            room = self.spec.deadline_ns - now          # near the deadline the pauses shrink with the time left
+            self.hold_until = now + min(100_000_000 << min(self.rejects - 1, 5), 2_000_000_000,
+                                        max(room // 4, 1_000_000))
             self.note(now, f"rejected ({up.code} {up.reason}); retrying in {(self.hold_until - now) / 1e9:.1f} s")
             if tag == "deadline":
                 self._completed = False                 # the completing IOC may go again once the hold ends

@@ -1,0 +1,223 @@
+"""Nothing traded twice, nothing lost: the engine killed at its worst instants, stopped, banned and refused.
+
+The sim venue and the engine run as separate processes (``tapeshot sim`` / ``tapeshot run``) as a user runs them.
+Every check reads the venue (REST, as a black box would) and the journal; the venue is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import aiohttp
+import pytest
+
+from engine.control import ControlClient
+from engine.loop import run
+from engine.oms.journal import Journal
+from engine.venues.binance.rest import BinanceRest
+from tests.integration.conftest import CREDS
+from tests.integration.test_crash import free_port
+
+
+class Stack:
+    """A ``tapeshot sim`` and a ``tapeshot run`` on it, with helpers to read the venue and the journal."""
+
+    def __init__(self, tmp_path, speed: float = 2.0) -> None:
+        self.port = free_port()
+        self.home = tmp_path
+        self.sim = _start(["sim", "--port", str(self.port), "--speed", str(speed)], "api secret")
+        self.engine: subprocess.Popen | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output: list[str] = []
+
+    def run_engine(self, crash_at: str = "") -> None:
+        env = {"TAPESHOT_CRASH_AT": crash_at} if crash_at else {}
+        self.engine = _start(["run", "--venue-url", self.url, "--home", str(self.home), "--console", "off"],
+                             "tapeshot running", env=env, sink=self.output)
+
+    def faults(self, **kw) -> None:
+        async def go() -> None:
+            async with aiohttp.ClientSession() as s, s.post(f"{self.url}/sim/faults", json=kw) as r:
+                assert r.status == 200, await r.text()
+        run(go())
+
+    def submit(self, text: str, key: str | None = None) -> dict:
+        """Submit and wait for the acceptance line (or the error)."""
+        async def go() -> dict:
+            async for line in ControlClient(self.home / "control.sock").intent(text):
+                return line
+            raise AssertionError("no answer")
+        return run(asyncio.wait_for(go(), 60))
+
+    def venue(self) -> dict:
+        async def go() -> dict:
+            async with aiohttp.ClientSession() as s:
+                rest = BinanceRest(self.url, s, CREDS)
+                await rest.sync_time()
+                return {"trades": await rest.user_trades("BTCUSDT", limit=1000),
+                        "orders": await rest.all_orders("BTCUSDT", limit=1000),
+                        "open": await rest.open_orders("BTCUSDT"),
+                        "pos": Decimal((await rest.position_risk("BTCUSDT"))[0]["positionAmt"])}
+        return run(go())
+
+    def journal(self):
+        return Journal(self.home / "sim" / "journal.sqlite").load()
+
+    def wait_intent(self, iid: str, timeout: float = 90.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            rows = Journal(self.home / "sim" / "journal.sqlite").query("SELECT state FROM intents WHERE id=?", (iid,))
+            if rows and rows[0]["state"] in ("done", "cancelled", "failed", "interrupted"):
+                return rows[0]["state"]
+            time.sleep(0.2)
+        raise AssertionError(f"intent {iid} still unfinished after {timeout} s")
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        return self.engine.wait(timeout)
+
+    def close(self) -> None:
+        for p in (self.engine, self.sim):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def _start(args: list[str], ready: str, env: dict | None = None, sink: list | None = None,
+           timeout: float = 40.0) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    end, lines = time.monotonic() + timeout, []
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if ready in line:
+            if sink is not None:
+                sink.extend(lines)
+            return proc
+    proc.kill()
+    raise AssertionError(f"{args[0]} did not start: {''.join(lines)[-3000:]}")
+
+
+def _drain(proc: subprocess.Popen) -> str:
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
+def _ours(rows: list[dict], iid: str) -> list[dict]:
+    return [r for r in rows if r["clientOrderId"].startswith(iid)]
+
+
+def _check_truth(stack: Stack, iid: str, requested: Decimal) -> tuple[dict, object]:
+    """Journal against venue: every venue fill journalled once, the position equal, nothing of ours open, and
+    the venue never executed more than the intent asked for."""
+    v, st = stack.venue(), stack.journal()
+    journal_ids = [f.trade_id for f in st.fills]
+    assert len(journal_ids) == len(set(journal_ids))                              # nothing double-counted
+    assert sorted(journal_ids) == sorted(int(t["id"]) for t in v["trades"])       # nothing lost
+    assert st.positions.get("BTCUSDT").qty == v["pos"]
+    assert not _ours(v["open"], iid)
+    executed = sum(Decimal(o["executedQty"]) for o in _ours(v["orders"], iid))
+    assert executed <= requested, f"the venue executed {executed} for a {requested} intent"
+    return v, st
+
+
+@pytest.mark.parametrize("point", ["after_send", "on_fill"])
+def test_kill_at_a_crash_point_then_restart(tmp_path, point):
+    """kill -9 between the send and the journal (the order has no row), and on the first fill (the trade never
+    reached the journal): the restart finds both at the venue and never trades the intent twice."""
+    stack = Stack(tmp_path)
+    try:
+        stack.run_engine(crash_at=point)
+        ack = stack.submit("long btc 0.05 8s sniper max 20bps -- crash safety")
+        iid = ack["intent_id"]
+        assert stack.wait_exit(60) == -signal.SIGKILL
+        stack.engine = None
+        stack.run_engine()
+        state = stack.wait_intent(iid)
+        v, st = _check_truth(stack, iid, Decimal("0.05"))
+        text = "".join(stack.output)
+        executed = sum(Decimal(o["executedQty"]) for o in _ours(v["orders"], iid))
+        print(f"{point}: intent {state}, venue executed {executed}, position {v['pos']}")
+        if point == "after_send":
+            assert "no journal row" in text or executed == 0 or st.orders
+        assert state in ("done", "interrupted", "cancelled")
+    finally:
+        stack.close()
+
+
+def test_sigterm_cancels_resting_orders(tmp_path):
+    """SIGTERM with a ladder resting: its orders are cancelled and confirmed, the intent journalled cancelled
+    (shutdown), and the engine exits within the bound."""
+    stack = Stack(tmp_path)
+    try:
+        stack.run_engine()
+        iid = stack.submit("short btc 1.5 50s ladder max 8bps -- shutdown test")["intent_id"]
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not _ours(stack.venue()["open"], iid):
+            time.sleep(0.05)
+        assert _ours(stack.venue()["open"], iid), "the ladder never rested"
+        t0 = time.monotonic()
+        stack.engine.send_signal(signal.SIGTERM)
+        out = _drain(stack.engine)
+        took = time.monotonic() - t0
+        assert stack.engine.returncode == 0, out[-2000:]
+        print(f"SIGTERM to exit: {took:.2f} s")
+        assert took < 15
+        assert "nothing left working at the venue" in out, out[-2000:]
+        assert not _ours(stack.venue()["open"], iid)
+        row = stack.journal().intents[iid]
+        assert row["state"] == "cancelled" and row["report"]["why"] == "shutdown"
+        _check_truth(stack, iid, Decimal("1.5"))
+    finally:
+        stack.close()
+
+
+def test_rejection_streak_backs_off_and_completes(tmp_path):
+    """Three transient rejections no longer end the intent: it backs off inside its window and completes."""
+    stack = Stack(tmp_path)
+    try:
+        stack.run_engine()
+        stack.faults(reject_orders=3)
+        iid = stack.submit("long btc 0.02 10s sniper max 30bps")["intent_id"]
+        assert stack.wait_intent(iid) == "done"
+        v, st = _check_truth(stack, iid, Decimal("0.02"))
+        report = st.intents[iid]["report"]
+        assert Decimal(report["filled"]) == Decimal("0.02") and v["pos"] == Decimal("0.02")
+    finally:
+        stack.close()
+
+
+def test_ban_longer_than_the_window_sends_nothing_late(tmp_path):
+    """A 418 ban longer than the intent's window: no order leaves after the deadline; the intent ends."""
+    stack = Stack(tmp_path)
+    try:
+        stack.run_engine()
+        stack.faults(ban_s=12)
+        ack = stack.submit("long btc 0.02 5s sniper max 30bps")
+        assert "intent_id" in ack, ack
+        iid = ack["intent_id"]
+        state = stack.wait_intent(iid, timeout=40)
+        time.sleep(12)                                          # the ban is over: anything held would go now
+        v, st = _check_truth(stack, iid, Decimal("0.02"))
+        row = st.intents[iid]
+        late = [o for o in _ours(v["orders"], iid) if int(o["time"]) > row["data"]["deadline_ns"] // 1_000_000]
+        assert not late, late
+        print(f"ban: intent {state}, {len(_ours(v['orders'], iid))} orders at the venue")
+    finally:
+        stack.close()
