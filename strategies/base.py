@@ -185,8 +185,9 @@ class Algo:
 
     def rejected(self, up: OrderUpdate, now: int, tag: str = "") -> list[Action]:
         """A rejection. Transient (rate limit, overload, a stale book): back off inside the window, 100 ms
-        doubling to 2 s but never more than a quarter of the time left, and carry on; the deadline rule holds. Definitive (margin, filters, reduce-only,
-        halted): stop now, cancel what rests, and keep the venue's code and message as ``failure``."""
+        doubling to 2 s but never more than a quarter of the time left, and carry on; the deadline rule holds.
+        Definitive (margin, filters, reduce-only, halted): stop now, cancel what rests, and keep the venue's
+        code and message as ``failure``."""
         if up.transient:
             self.rejects += 1
             room = self.spec.deadline_ns - now          # near the deadline the pauses shrink with the time left
