@@ -1,9 +1,17 @@
 """The local control endpoint: HTTP over a Unix socket (mode 0600: closed to other users), and its client.
 
-``POST /intent {"text"}`` answers with NDJSON: one line per progress event of that intent until its report
-(``{"kind": "done", "data": {...}}``), or one ``{"error": ...}`` line. Also ``POST /preview``, ``GET /status``,
-``POST /kill``, ``POST /resume``, ``POST /rationale``, ``GET /report/{id}``. The caller's uid (SO_PEERCRED) is
-recorded as the user.
+``POST /intent {"text", "key"?, "markouts"?}`` answers with NDJSON: ``{"kind": "submitted", "intent_id", "text",
+"duplicate"}``, then one line per progress event of that intent until its report (``{"kind": "done", "data":
+{...}}``; with ``"markouts": true`` until the report with markouts), or one ``{"error": ...}`` line.
+
+``key`` (optional, 1-128 printable ASCII characters) makes the submit idempotent: the same key again, also after
+an engine restart, submits nothing; it answers ``"duplicate": true`` with the first submission's intent and then
+that intent's outcome: its remaining progress while it works, or its report (``commands.report``) if it is done.
+So a client that lost its connection can send the same request again and get the same outcome.
+
+Also ``POST /preview``, ``GET /status``, ``POST /kill``, ``POST /resume``, ``POST /rationale``,
+``GET /report/{id}``. The caller's uid (SO_PEERCRED) is recorded as the user. Request bodies are JSON objects of at
+most ``MAX_BODY`` bytes (413 beyond); a malformed one is a 400. Both answer ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -15,13 +23,52 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from engine.commands import Commands, Progress
+from engine.commands import Commands, Progress, Submitted
 from engine.errors import ConfigError, TapeshotError
+
+MAX_BODY = 64 * 1024              # bytes of a request body
+MAX_KEY = 128                     # characters of an idempotency key
+DUPLICATE_FOLLOW_S = 150.0        # how long a duplicate follows an intent that has no report yet
+REPORT_POLL_S = 1.0               # ... checking for its report this often
+
+
+def _error(exc_cls: type[web.HTTPException], message: str, *args: Any) -> web.HTTPException:
+    """An HTTP error whose body is ``{"error": message}`` (one NDJSON line too, for the intent client)."""
+    return exc_cls(*args, text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+
+
+def valid_key(value: object) -> str | None:
+    """A request's idempotency key: absent (None), or a string of 1-128 printable ASCII characters."""
+    if value is None:
+        return None
+    if isinstance(value, str) and 1 <= len(value) <= MAX_KEY and value.isascii() and value.isprintable():
+        return value
+    raise _error(web.HTTPBadRequest, f"key must be a string of 1-{MAX_KEY} printable ASCII characters")
+
+
+def _text(body: dict) -> str:
+    text = body.get("text", "")
+    if not isinstance(text, str):
+        raise _error(web.HTTPBadRequest, "text must be a string")
+    return text
+
+
+def _submitted(sub: Submitted) -> dict:
+    return {"kind": "submitted", "intent_id": sub.intent_id, "text": sub.echo, "duplicate": sub.duplicate}
+
+
+def _progress(p: Progress) -> dict:
+    return {"kind": p.kind, "text": p.text, "data": p.data}
+
+
+async def _line(resp: web.StreamResponse, obj: dict) -> None:
+    await resp.write(orjson.dumps(obj, default=str) + b"\n")
 
 
 def _peer_user(request: web.Request) -> str:
@@ -45,7 +92,7 @@ class ControlServer:
             if await _alive(self.path):
                 raise ConfigError(f"another engine is running on {self.path}")
             self.path.unlink()
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY)
         app.add_routes([web.post("/intent", self._intent), web.post("/preview", self._preview),
                         web.get("/status", self._status), web.post("/kill", self._kill),
                         web.post("/resume", self._resume), web.post("/rationale", self._rationale),
@@ -67,42 +114,65 @@ class ControlServer:
 
     @staticmethod
     async def _body(request: web.Request) -> dict:
+        too_big = f"request body over {MAX_BODY} bytes"
+        if (request.content_length or 0) > MAX_BODY:
+            raise _error(web.HTTPRequestEntityTooLarge, too_big, MAX_BODY)
         try:
             body = orjson.loads(await request.read() or b"{}")
+        except web.HTTPRequestEntityTooLarge:
+            raise _error(web.HTTPRequestEntityTooLarge, too_big, MAX_BODY) from None
         except orjson.JSONDecodeError:
-            raise web.HTTPBadRequest(text='{"error": "body must be JSON"}', content_type="application/json") \
-                from None
+            raise _error(web.HTTPBadRequest, "body must be JSON") from None
         if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text='{"error": "body must be an object"}', content_type="application/json")
+            raise _error(web.HTTPBadRequest, "body must be an object")
         return body
 
     async def _intent(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
-        wait_markouts = bool(body.get("markouts"))
+        text, key = _text(body), valid_key(body.get("key"))
+        final = "markouts" if body.get("markouts") else "done"
         queue: asyncio.Queue[Progress] = asyncio.Queue()
-        unsubscribe = self.commands.subscribe(queue.put_nowait)
+        unsubscribe = self.commands.subscribe(queue.put_nowait)      # before submit: no event can be missed
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         try:
             try:
-                sub = await self.commands.submit(str(body.get("text", "")), source="control",
-                                                 user=_peer_user(request))
+                sub = await self.commands.submit(text, source="control", user=_peer_user(request), key=key)
             except TapeshotError as exc:
-                await resp.write(orjson.dumps({"error": str(exc)}) + b"\n")
+                await _line(resp, {"error": str(exc)})
                 return resp
-            await resp.write(orjson.dumps({"kind": "submitted", "intent_id": sub.intent_id, "text": sub.echo}) + b"\n")
-            if not sub.intent_id:
-                return resp
-            while True:
-                p = await queue.get()
-                if p.intent_id != sub.intent_id:
-                    continue
-                await resp.write(orjson.dumps({"kind": p.kind, "text": p.text, "data": p.data},
-                                              default=str) + b"\n")
-                if p.kind == ("markouts" if wait_markouts else "done"):
-                    return resp
+            await _line(resp, _submitted(sub))
+            if sub.duplicate and sub.intent_id:
+                await self._follow_duplicate(resp, sub.intent_id, queue, final)
+            elif sub.intent_id:
+                await _follow(resp, sub.intent_id, queue, final)
+            return resp
         finally:
             unsubscribe()
+
+    async def _follow_duplicate(self, resp: web.StreamResponse, intent_id: str, queue: asyncio.Queue[Progress],
+                                final: str) -> None:
+        """The outcome of an intent first submitted by an earlier request: its report if it is done, else its
+        remaining progress until it is. Bounded: an intent that never reports (interrupted by a restart) ends
+        the answer with an error line after ``DUPLICATE_FOLLOW_S``."""
+        loop = asyncio.get_running_loop()
+        end, reported = loop.time() + DUPLICATE_FOLLOW_S, False
+        while loop.time() < end:
+            report = None if reported else await self.commands.report(intent_id)
+            if report is not None:
+                await _line(resp, {"kind": "done", "text": "", "data": report})
+                reported = True
+                if final == "done" or report.get("markouts_final"):
+                    return
+            with contextlib.suppress(TimeoutError):
+                p = await asyncio.wait_for(queue.get(), REPORT_POLL_S)
+                if p.intent_id == intent_id and not (reported and p.kind == "done"):
+                    await _line(resp, _progress(p))
+                    reported = reported or p.kind == "done"
+                    if p.kind == final:
+                        return
+        await _line(resp, {"error": f"{intent_id} has no report after {DUPLICATE_FOLLOW_S:g} s (interrupted by a "
+                                    "restart?); see tapeshot status / tapeshot journal"})
 
     async def _preview(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -125,6 +195,17 @@ class ControlServer:
 
     async def _report(self, request: web.Request) -> web.Response:
         return await _answer(self.commands.report(request.match_info["id"]))
+
+
+async def _follow(resp: web.StreamResponse, intent_id: str, queue: asyncio.Queue[Progress], final: str) -> None:
+    """Stream ``intent_id``'s progress until its ``final`` event (done, or markouts)."""
+    while True:
+        p = await queue.get()
+        if p.intent_id != intent_id:
+            continue
+        await _line(resp, _progress(p))
+        if p.kind == final:
+            return
 
 
 async def _answer(awaitable) -> web.Response:
@@ -155,9 +236,12 @@ class ControlClient:
             raise ConfigError(f"no engine is running (no control socket at {self.path}); start one with 'tapeshot run'")
         return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(self.path)))
 
-    async def intent(self, text: str, markouts: bool = False) -> AsyncIterator[dict]:
-        async with self._session() as s, s.post("http://engine/intent",
-                                                json={"text": text, "markouts": markouts}) as resp:
+    async def intent(self, text: str, markouts: bool = False, key: str | None = None) -> AsyncIterator[dict]:
+        """Submit ``text`` (idempotently under ``key`` when given) and yield each NDJSON line of the answer."""
+        body: dict = {"text": text, "markouts": markouts}
+        if key is not None:
+            body["key"] = key
+        async with self._session() as s, s.post("http://engine/intent", json=body) as resp:
             async for line in resp.content:
                 if line.strip():
                     yield orjson.loads(line)

@@ -7,6 +7,11 @@ map one to one onto ``Commands`` methods (``/preview``, ``/status``, ``/pos``, `
 coalesced to one edit per ``edit_interval``), an execution report message that asks for the rationale, and
 notifications for errors and risk events. The engine never awaits Telegram.
 
+One message, one intent (docs/telegram.md): a group -1 gate drops updates already handled (``Commands.seen``;
+the authorised wrapper ``remember``s each update once its handler finished), an intent message is submitted with
+the key ``tg:<bot>:<chat>:<message>``, kill buttons and rationales are remembered by their own keys, and an edited
+message is answered but never acted on.
+
 Security: only allowlisted Telegram *user* ids (optionally also chat ids) are served; everything else gets one
 polite refusal and a log line without the message's content. The bot token is a ``Secret``: python-telegram-bot
 only ever holds a placeholder, the real token is put into the URL at the last moment by the request object,
@@ -21,6 +26,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import re
 import secrets
 import time
 import warnings
@@ -34,10 +40,12 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 from telegram.request import HTTPXRequest
@@ -58,6 +66,8 @@ REFUSAL = "Sorry, this bot only takes instructions from its registered traders."
 COMMAND_TIMEOUT_S = 20.0
 KILL_CONFIRM_S = 60.0
 TRACKED_INTENTS = 500
+GATE_GROUP = -1              # the handler group of the de-duplication gate: before every other handler
+REPORT_HEAD = re.compile(r"^🏁 (i[\w-]+) ")   # a report message's first line names its intent
 
 Ctx = ContextTypes.DEFAULT_TYPE
 H = TypeVar("H", bound=Callable[..., Awaitable[None]])
@@ -164,6 +174,22 @@ def fmt_notice(p: Progress) -> str:
     return f"{_ICONS.get(p.kind, '⛔')} {p.text or p.kind}"
 
 
+def fmt_duplicate(intent_id: str) -> str:
+    """The one short answer to a message that reached the bot again after it had already been acted on (as
+    ``intent_id``, or "" for an instruction that is no intent: tp, sl, cancel)."""
+    what = f"as {intent_id}" if intent_id else "before"
+    return f"↩️ already received {what}; nothing was done again"
+
+
+def fmt_edit_refused(intent_id: str | None) -> str:
+    """The answer to an edited message: edits are never acted on."""
+    if intent_id is None:
+        return "✏️ edits are not acted on: send the corrected intent as a new message"
+    became = f"became {intent_id}" if intent_id else "was already acted on"
+    return (f"✏️ edit not acted on: this message {became}. To change it, cancel that intent (cancel <symbol>) "
+            "and send a new message")
+
+
 def fmt_kill_question(reason: str) -> str:
     return f"⛔ Kill switch: cancel every order and halt new ones?\nreason: {reason}"
 
@@ -256,7 +282,10 @@ class Auth:
 
 
 def authorised(handler: H) -> H:
-    """Every handler goes through here: refuse strangers, show TapeshotErrors, hide everything else."""
+    """Every handler goes through here: refuse strangers, show TapeshotErrors, hide everything else; then
+    remember the update as handled (durably), so a redelivery of it stops at the gate. An update whose handling
+    was cut short (cancelled, or the process died) is not remembered: a redelivery runs it again, and an intent
+    in it is then caught by its own key."""
 
     @functools.wraps(handler)
     async def wrapper(self: TelegramFront, update: Update, context: Ctx) -> None:
@@ -273,6 +302,7 @@ def authorised(handler: H) -> H:
         except Exception:
             log.exception("telegram: handler %s failed", handler.__name__)
             await self.answer(update, GENERIC_FAILURE)
+        await self.handled(update)
 
     return wrapper  # type: ignore[return-value]
 
@@ -529,6 +559,7 @@ class TelegramFront:
         self.max_age_s = max_age_s
         self.outbox = Outbox(self, edit_interval)
         self.reports: dict[tuple[int, int], str] = {}
+        self.intent_of: OrderedDict[tuple[int, int], str] = OrderedDict()   # (chat, message) -> its intent
         self.last_chat: dict[int, int] = {}
         self._kills: dict[str, _KillRequest] = {}
         self._refused: dict[int, float] = {}
@@ -541,6 +572,7 @@ class TelegramFront:
 
     def install(self) -> None:
         only_new = filters.UpdateType.MESSAGE  # never act on an edited message
+        self.app.add_handler(TypeHandler(Update, self.gate, block=True), group=GATE_GROUP)
         on = {"start": self.cmd_help, "help": self.cmd_help, "preview": self.cmd_preview,
               "status": self.cmd_status, "pos": self.cmd_pos, "kill": self.cmd_kill, "resume": self.cmd_resume,
               "why": self.cmd_why, "report": self.cmd_report}
@@ -550,7 +582,43 @@ class TelegramFront:
         self.app.add_handler(MessageHandler(only_new & filters.TEXT & ~filters.COMMAND, self.on_text, block=False))
         self.app.add_handler(MessageHandler(only_new & filters.COMMAND, self.cmd_unknown, block=False))
         self.app.add_handler(MessageHandler(only_new & ~filters.TEXT, self.on_other, block=False))
+        self.app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT, self.on_edited,
+                                            block=False))
         self.app.add_error_handler(self.on_error)
+
+    # -- de-duplication: every key names the bot, because update ids and private chats' message ids are per bot
+
+    def update_key(self, update: Update) -> str:
+        """The durable key of an update (``getUpdates`` delivers an update again until its offset is confirmed)."""
+        return f"tg-update:{self.bot.id}:{update.update_id}"
+
+    def message_key(self, msg: Message, kind: str = "tg") -> str:
+        """The key of one message: ``tg:`` the idempotency key its intent is submitted with, ``tg-msg:`` remembered
+        once it produced an intent, ``tg-why:`` once its rationale is stored."""
+        return f"{kind}:{self.bot.id}:{msg.chat_id}:{msg.message_id}"
+
+    async def gate(self, update: Update, context: Ctx) -> None:
+        """Group -1, before every handler: an update already handled (a redelivery) goes no further. If the
+        engine cannot answer, the update goes on: an intent in it still carries its own key."""
+        try:
+            seen = await self.commands.seen(self.update_key(update))
+        except Exception:
+            log.exception("telegram: could not check update %s against the handled ones", update.update_id)
+            return
+        if seen:
+            log.info("telegram: update %s was already handled; dropped", update.update_id)
+            raise ApplicationHandlerStop
+
+    async def handled(self, update: Update) -> None:
+        """Remember ``update`` as handled (durably)."""
+        await self.remember(self.update_key(update))
+
+    async def remember(self, key: str) -> None:
+        """``Commands.remember``; a failure is logged, not shown: what it marks was done all the same."""
+        try:
+            await self.commands.remember(key)
+        except Exception:
+            log.exception("telegram: could not remember %s as handled", key)
 
     # -- helpers the decorator uses
 
@@ -631,22 +699,70 @@ class TelegramFront:
     @authorised
     async def on_text(self, update: Update, context: Ctx) -> None:
         msg = update.effective_message
-        replied = msg.reply_to_message
-        if replied is not None and (msg.chat_id, replied.message_id) in self.reports:
-            await self._store_rationale(update, self.reports[(msg.chat_id, replied.message_id)], msg.text)
+        report_of = self._report_of(msg)
+        if report_of:
+            await self._store_rationale(update, report_of, msg.text)
             return
         age = (dt.datetime.now(dt.UTC) - msg.date).total_seconds()
         if age > self.max_age_s:
-            await self.answer(update, f"⚠️ not acted on: this was sent {age:.0f}s ago (limit {self.max_age_s:g}s)")
+            await self._refuse_stale(update, age)
             return
         async with self._intent_lock:          # handlers run concurrently; intents keep their order
-            sub = await self._ask(self.commands.submit(msg.text, source="telegram", user=self._user(update)))
+            sub = await self._ask(self.commands.submit(msg.text, source="telegram", user=self._user(update),
+                                                       key=self.message_key(msg)))
+        if sub.duplicate:                      # delivered again after its intent was submitted: say so, once
+            await self.answer(update, fmt_duplicate(sub.intent_id))
+            return
+        self._note_intent(msg, sub.intent_id)
         self.outbox.put(("submitted", msg.chat_id, msg.message_id, sub))
+        await self.remember(self.message_key(msg, "tg-msg"))
+
+    def _report_of(self, msg: Message) -> str | None:
+        """The intent whose report ``msg`` replies to (its rationale), if it does: from the reports this bot sent,
+        else (sent before a restart) from the report's first line."""
+        replied = msg.reply_to_message
+        if replied is None:
+            return None
+        known = self.reports.get((msg.chat_id, replied.message_id))
+        if known is not None:
+            return known
+        text = replied.text or ""
+        mine = replied.from_user is not None and replied.from_user.id == self.bot.id
+        head = REPORT_HEAD.match(text) if mine and (WHY_PROMPT in text or "\nwhy: " in text) else None
+        return head.group(1) if head else None
+
+    def _note_intent(self, msg: Message, intent_id: str) -> None:
+        """Which intent a message became (for the answer to an edit of it)."""
+        self.intent_of[(msg.chat_id, msg.message_id)] = intent_id
+        while len(self.intent_of) > 2 * TRACKED_INTENTS:
+            self.intent_of.popitem(last=False)
+
+    async def _refuse_stale(self, update: Update, age: float) -> None:
+        msg = update.effective_message
+        if await self.commands.seen(self.message_key(msg, "tg-msg")):     # it was acted on before a restart
+            await self.answer(update, fmt_duplicate(self.intent_of.get((msg.chat_id, msg.message_id), "")))
+            return
+        await self.answer(update, f"⚠️ not acted on: this was sent {age:.0f}s ago (limit {self.max_age_s:g}s)")
 
     async def _store_rationale(self, update: Update, intent_id: str, text: str) -> None:
+        key = self.message_key(update.effective_message, "tg-why")
+        if await self.commands.seen(key):     # delivered again: stored already (add_rationale takes no key)
+            await self.answer(update, f"📝 already noted for {intent_id}")
+            return
         await self._ask(self.commands.add_rationale(intent_id, text, user=self._user(update)))
+        await self.remember(key)
         self.outbox.put(("rationale", intent_id, text))
         await self.answer(update, f"📝 noted for {intent_id}")
+
+    @authorised
+    async def on_edited(self, update: Update, context: Ctx) -> None:
+        """An edited message is never acted on (a fixed typo must not become a second order): the trader is told,
+        and told which intent the message already became, if it became one."""
+        msg = update.effective_message
+        intent_id = self.intent_of.get((msg.chat_id, msg.message_id))
+        if intent_id is None and await self.commands.seen(self.message_key(msg, "tg-msg")):
+            intent_id = ""
+        await self.answer(update, fmt_edit_refused(intent_id))
 
     @authorised
     async def on_other(self, update: Update, context: Ctx) -> None:
@@ -723,6 +839,10 @@ class TelegramFront:
     async def on_button(self, update: Update, context: Ctx) -> None:
         query = update.callback_query
         action, _, nonce = (query.data or "").partition(":")
+        key = f"tg-kill:{self.bot.id}:{nonce}"
+        if nonce and await self.commands.seen(key):        # a press delivered again: done already, keep its answer
+            await _ack(query, "already done")
+            return
         self._expire_kills()
         request = self._kills.pop(nonce, None)
         msg = query.message
@@ -737,6 +857,7 @@ class TelegramFront:
         else:
             await _ack(query, "killing…")
             result = "⛔ " + await self._ask(self.commands.kill(request.reason, user=self._user(update)))
+        await self.remember(key)
         if isinstance(msg, Message):
             await self.outbox.edit(msg.chat_id, msg.message_id, result)
 
@@ -805,7 +926,7 @@ async def start_bot(commands: Commands, token: Secret, allowed_user_ids: set[int
         await app.start()
         front.outbox.start()
         await app.updater.start_polling(timeout=poll_timeout, drop_pending_updates=True,
-                                        allowed_updates=["message", "callback_query"])
+                                        allowed_updates=["message", "edited_message", "callback_query"])
     except BaseException:
         with contextlib.suppress(Exception):
             await _abort(app, front)

@@ -13,8 +13,10 @@ long``, ``query is too old``, 403 when the bot would start a private conversatio
 ``flood_next``) 429 ``Too Many Requests`` with ``parameters.retry_after``.
 
 Tests inject what a person would do: ``send_text`` (a message from user X in chat Y, optionally replying to a
-message), ``press`` (an inline-keyboard button press), then read ``bot_messages`` and ``calls``. The same is
-available over HTTP under ``/_standin/`` for demos::
+message), ``press`` (an inline-keyboard button press), then read ``bot_messages`` and ``calls``. ``redeliver``
+queues an update again that the bot already confirmed, as ``getUpdates`` does when the bot's confirmation was
+lost (a crash before the next offset, a poll answer lost in transit). The same is available over HTTP under
+``/_standin/`` for demos::
 
     python -m engine.telegram.standin --port 8081
     curl -s localhost:8081/_standin/message -d '{"user_id": 42, "text": "long btc 0.5 30s max 8bps"}'
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import itertools
 import json
 import logging
@@ -117,6 +120,8 @@ class StandIn:
         self.callback_answers: dict[str, dict] = {}
         self.commands: list[dict] = []
         self._updates: list[dict] = []
+        self._history: dict[int, dict] = {}          # every update ever queued, for ``redeliver``
+        self._again: set[int] = set()                # redelivered ids not yet handed out: kept below the offset
         self._update_ids = itertools.count(1)
         self._msg_ids: dict[int, itertools.count] = {}
         self._open_queries: dict[str, dict] = {}
@@ -153,6 +158,7 @@ class StandIn:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_post("/_standin/message", self._http_message)
         app.router.add_post("/_standin/press", self._http_press)
+        app.router.add_post("/_standin/redeliver", self._http_redeliver)
         app.router.add_get("/_standin/sent", self._http_sent)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -216,6 +222,7 @@ class StandIn:
     async def _delete_webhook(self, params: dict) -> bool:
         if str(params.get("drop_pending_updates", "")).lower() in ("true", "1"):
             self._updates.clear()
+            self._again.clear()
         return True
 
     async def _set_webhook(self, params: dict) -> bool:
@@ -247,7 +254,9 @@ class StandIn:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
             self._confirm(0)
-        return self._updates[:limit]
+        batch = self._updates[:limit]
+        self._again.difference_update(u["update_id"] for u in batch)
+        return batch
 
     def _confirm(self, offset: int) -> None:
         if self._allowed_updates:
@@ -255,7 +264,7 @@ class StandIn:
         if offset < 0:
             del self._updates[: max(0, len(self._updates) + offset)]
         elif offset:
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = [u for u in self._updates if u["update_id"] >= offset or u["update_id"] in self._again]
 
     async def _send_message(self, params: dict) -> dict:
         chat = self._chat_for_bot(_int(params, "chat_id"))
@@ -379,6 +388,7 @@ class StandIn:
 
     def _push(self, kind: str, payload: dict) -> dict:
         update = {"update_id": next(self._update_ids), kind: payload}
+        self._history[update["update_id"]] = copy.deepcopy(update)
         self._updates.append(update)
         self._notify()
         return update
@@ -444,6 +454,24 @@ class StandIn:
         self._push("callback_query", query)
         return qid
 
+    @property
+    def last_update_id(self) -> int:
+        """The id of the update queued last (``send_text``, ``edit_text`` and ``press`` each queue one)."""
+        return max(self._history, default=0)
+
+    def redeliver(self, update_id: int) -> dict:
+        """Queue update ``update_id`` again exactly as it was first queued, even if the bot confirmed it already
+        (its offset moved past it): what ``getUpdates`` does when that confirmation never reached Telegram. It is
+        handed out once more, in update-id order. Returns the update."""
+        if update_id not in self._history:
+            raise KeyError(f"no update {update_id} was ever queued")
+        update = copy.deepcopy(self._history[update_id])
+        self._again.add(update_id)
+        self._updates.append(update)
+        self._updates.sort(key=lambda u: u["update_id"])
+        self._notify()
+        return update
+
     def bot_messages(self, chat_id: int | None = None) -> list[dict]:
         """Every message the bot sent (in ``chat_id``, or anywhere), as it stands now (after edits)."""
         return [self.messages[k] for k in self.bot_message_keys
@@ -475,6 +503,14 @@ class StandIn:
         except ValueError as e:
             return web.json_response(bad_request(str(e)).body(), status=400)
         return web.json_response({"ok": True, "result": qid})
+
+    async def _http_redeliver(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            update = self.redeliver(int(body["update_id"]))
+        except KeyError as e:
+            return web.json_response(bad_request(str(e.args[0])).body(), status=400)
+        return web.json_response({"ok": True, "result": update})
 
     async def _http_sent(self, request: web.Request) -> web.Response:
         chat = request.query.get("chat_id")

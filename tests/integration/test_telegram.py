@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -46,18 +47,36 @@ class MemCommands:
         self.users: dict[str, str] = {}
         self.halted = False
         self.fail_preview: Exception | None = None
+        self.keys: dict[str, Submitted] = {}          # submit keys (durable in the node)
+        self.handled: set[str] = set()                # seen / remember (durable in the node)
+        self.remember_calls: list[str] = []
+        self.forget_on_remember = False               # as if the process died before each remember
         self._subs: list[ProgressCallback] = []
         self._ids = itertools.count(1)
 
-    async def submit(self, text: str, *, source: str, user: str) -> Submitted:
+    async def submit(self, text: str, *, source: str, user: str, key: str | None = None) -> Submitted:
+        if key is not None and key in self.keys:
+            return dataclasses.replace(self.keys[key], duplicate=True)
         intent = parse(text)
         if self.halted and intent.kind is IntentKind.ENTER:
             raise RiskRefused("halted", "the kill switch is on")
+        await asyncio.sleep(0)                        # the node awaits its journal here
         intent_id = f"i-{next(self._ids)}"
         self.submitted.append((text, source, user))
         self.users[intent_id] = user
         self.emit(Progress(intent_id, "accepted", intent.describe(), source, user))
-        return Submitted(intent_id, intent.describe(), {"mid": "70003.65", "spread_bps": 0.014})
+        sub = Submitted(intent_id, intent.describe(), {"mid": "70003.65", "spread_bps": 0.014})
+        if key is not None:
+            self.keys[key] = sub
+        return sub
+
+    async def seen(self, key: str) -> bool:
+        return key in self.handled
+
+    async def remember(self, key: str) -> None:
+        self.remember_calls.append(key)
+        if not self.forget_on_remember:
+            self.handled.add(key)
 
     async def preview(self, text: str) -> str:
         if self.fail_preview is not None:
@@ -119,14 +138,20 @@ def find(tg: StandIn, chat_id: int, needle: str) -> dict | None:
 
 @contextlib.asynccontextmanager
 async def running(users: set[int] | None = None, **kw) -> AsyncIterator[tuple[StandIn, MemCommands]]:
-    async with StandIn() as tg:
-        cmds = MemCommands()
-        handle = await start_bot(cmds, Secret(tg.token), users or {TRADER}, base_url=tg.base_url,
-                                 poll_timeout=2.0, **kw)
-        try:
-            yield tg, cmds
-        finally:
-            await handle.stop()
+    async with StandIn() as tg, bot(tg, MemCommands(), users, **kw) as cmds:
+        yield tg, cmds
+
+
+@contextlib.asynccontextmanager
+async def bot(tg: StandIn, cmds: MemCommands, users: set[int] | None = None, **kw) -> AsyncIterator[MemCommands]:
+    """A bot on ``tg`` serving ``cmds`` until the block ends (a second one on the same stand-in and commands is
+    the engine restarted on the same journal)."""
+    handle = await start_bot(cmds, Secret(tg.token), users or {TRADER}, base_url=tg.base_url, poll_timeout=2.0,
+                             **kw)
+    try:
+        yield cmds
+    finally:
+        await handle.stop()
 
 
 async def submit(tg: StandIn, cmds: MemCommands, text: str, chat_id: int = GROUP) -> tuple[str, dict]:
@@ -286,12 +311,124 @@ def test_edited_and_stale_messages_are_not_acted_on() -> None:
     async def go() -> None:
         async with running() as (tg, cmds):
             msg = tg.send_text(TRADER, "long btc 0.5 30s", GROUP)
-            await wait_for(lambda: cmds.submitted)
+            await wait_for(lambda: find(tg, GROUP, "i-1 accepted"))
             tg.edit_text(msg, "long btc 5 30s")
+            await wait_for(lambda: find(tg, GROUP, "edit not acted on: this message became i-1"))
+            typo = tg.send_text(TRADER, "lng btc 0.5 30s", GROUP)
+            await wait_for(lambda: find(tg, GROUP, "unknown action"))
+            tg.edit_text(typo, "long btc 0.5 30s")
+            await wait_for(lambda: find(tg, GROUP, "edits are not acted on: send the corrected intent"))
             tg.send_text(TRADER, "short btc 1 30s", GROUP, date=int(time.time()) - 600)
-            await wait_for(lambda: find(tg, GROUP, "not acted on"))
+            await wait_for(lambda: find(tg, GROUP, "not acted on: this was sent"))
             await asyncio.sleep(0.2)
             assert cmds.submitted == [("long btc 0.5 30s", "telegram", str(TRADER))]
+            assert find(tg, GROUP, "edit not acted on")["reply_to_message"]["message_id"] == msg["message_id"]
+
+    loop.run(go())
+
+
+def test_a_redelivered_update_is_handled_once() -> None:
+    async def go() -> None:
+        async with running() as (tg, cmds):
+            tg.send_text(TRADER, "long btc 0.5 30s", GROUP)
+            first = tg.last_update_id
+            await wait_for(lambda: find(tg, GROUP, "i-1 accepted"))
+            await wait_for(lambda: any(k.endswith(f":{first}") for k in cmds.handled))
+            tg.redeliver(first)                                  # after it was handled: stopped at the gate
+            await wait_for(lambda: tg.pending_updates == 0)
+            tg.send_text(TRADER, "/status", GROUP)               # the next update is served as usual
+            await wait_for(lambda: find(tg, GROUP, "status all"))
+            assert cmds.submitted == [("long btc 0.5 30s", "telegram", str(TRADER))]
+            assert len(tg.bot_messages(GROUP)) == 2
+
+            tg.send_text(TRADER, "short eth 5k 1m", GROUP)      # twice before it was handled: the key holds
+            tg.redeliver(tg.last_update_id)
+            await wait_for(lambda: find(tg, GROUP, "already received as i-2"))
+            await asyncio.sleep(0.2)
+            assert [t for t, _, _ in cmds.submitted] == ["long btc 0.5 30s", "short eth 5k 1m"]
+            assert len([t for t in texts(tg, GROUP) if "i-2" in t]) == 2    # the status and one short note
+
+    loop.run(go())
+
+
+def test_a_redelivery_after_a_restart_does_nothing_new() -> None:
+    async def go() -> None:
+        async with StandIn() as tg:
+            cmds = MemCommands()
+            async with bot(tg, cmds):
+                tg.send_text(TRADER, "long btc 0.5 30s", GROUP)
+                handled = tg.last_update_id
+                await wait_for(lambda: find(tg, GROUP, "i-1 accepted"))
+                cmds.forget_on_remember = True                  # died after submitting, before remembering
+                tg.send_text(TRADER, "short eth 5k 1m", GROUP)
+                cut_short = tg.last_update_id
+                await wait_for(lambda: find(tg, GROUP, "i-2 accepted"))
+                await wait_for(lambda: any(k.endswith(f":{cut_short}") for k in cmds.remember_calls))
+            cmds.forget_on_remember = False
+            async with bot(tg, cmds):                          # the engine restarted on the same journal
+                tg.redeliver(handled)
+                tg.redeliver(cut_short)
+                await wait_for(lambda: find(tg, GROUP, "already received as i-2"))
+                await asyncio.sleep(0.2)
+            assert [t for t, _, _ in cmds.submitted] == ["long btc 0.5 30s", "short eth 5k 1m"]
+            assert not find(tg, GROUP, "already received as i-1"), "the handled update stopped at the gate"
+
+    loop.run(go())
+
+
+def test_a_late_redelivery_of_a_message_acted_on_says_so() -> None:
+    async def go() -> None:
+        async with StandIn() as tg:
+            cmds = MemCommands()
+            async with bot(tg, cmds):
+                tg.send_text(TRADER, "tp btc 71250", GROUP)
+                update_id = tg.last_update_id
+                await wait_for(lambda: f"tg-update:{tg.bot_user['id']}:{update_id}" in cmds.handled)
+            cmds.handled.discard(f"tg-update:{tg.bot_user['id']}:{update_id}")   # died before remembering it
+            await asyncio.sleep(1.1)
+            async with bot(tg, cmds, max_age_s=0.5):                   # back, but later than the age limit
+                tg.redeliver(update_id)
+                await wait_for(lambda: find(tg, GROUP, "already received before"))
+                tg.send_text(TRADER, "long btc 0.5 30s", GROUP, date=int(time.time()) - 5)
+                await wait_for(lambda: find(tg, GROUP, "not acted on: this was sent"))
+            assert [t for t, _, _ in cmds.submitted] == ["tp btc 71250"]
+
+    loop.run(go())
+
+
+def test_kill_presses_and_rationale_replies_count_once() -> None:
+    async def go() -> None:
+        async with StandIn() as tg:
+            cmds = MemCommands()
+            async with bot(tg, cmds):
+                intent_id, _ = await submit(tg, cmds, "long btc 0.5 30s")
+                cmds.progress(intent_id, "done", "filled 0.5", REPORT)
+                await wait_for(lambda: find(tg, GROUP, WHY_PROMPT))
+                report = find(tg, GROUP, WHY_PROMPT)
+                tg.send_text(TRADER, "/kill too fast", GROUP)
+                await wait_for(lambda: find(tg, GROUP, "Kill switch"))
+                ask = find(tg, GROUP, "Kill switch")
+                tg.press(TRADER, ask, ask["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+                pressed = tg.last_update_id
+                await wait_for(lambda: "0 orders cancelled" in tg.messages[(GROUP, ask["message_id"])]["text"])
+                tg.send_text(TRADER, "tape one-sided", GROUP, reply_to=report)
+                why = tg.last_update_id
+                await wait_for(lambda: find(tg, GROUP, "noted for"))
+                await wait_for(lambda: f"tg-update:{tg.bot_user['id']}:{why}" in cmds.handled)
+            for update_id in (pressed, why):      # as if it died after acting on them, before remembering them
+                cmds.handled.discard(f"tg-update:{tg.bot_user['id']}:{update_id}")
+            async with bot(tg, cmds):
+                tg.redeliver(pressed)
+                tg.redeliver(why)
+                await wait_for(lambda: find(tg, GROUP, "already noted for"))
+                tg.send_text(TRADER, "funding flipped", GROUP, reply_to=report)    # a report of the last run
+                await wait_for(lambda: len(cmds.rationales) == 2)
+                await asyncio.sleep(0.3)
+            assert cmds.kills == [("too fast", str(TRADER))]
+            assert "0 orders cancelled" in tg.messages[(GROUP, ask["message_id"])]["text"], "not 'expired'"
+            assert cmds.rationales == [(intent_id, "tape one-sided", str(TRADER)),
+                                       (intent_id, "funding flipped", str(TRADER))]
+            assert len(cmds.submitted) == 1, "replies to reports are never intents"
 
     loop.run(go())
 
