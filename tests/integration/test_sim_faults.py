@@ -208,3 +208,106 @@ def test_orders_a_venue_no_longer_knows_end_cleanly_on_reconciliation(tmp_path, 
     with caplog.at_level("ERROR"):
         run(main())
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def status(st) -> dict:
+    async with st.session.get(f"{st.venue.rest_url}/sim/status") as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
+def test_a_market_stall_publishes_nothing_then_everything_queued_on_the_same_connection():
+    async def main():
+        async with stack(speed=5) as st:
+            await st.start_market()
+            sf = st.feed["BTCUSDT"]
+            await wait_for(lambda: sf.synced and st.md.stream.messages > 50, 20)
+            await fault(st, stall_market_ms=3000)
+            await asyncio.sleep(0.2)                                  # what was already on its way lands
+            published, received = st.venue.published, st.md.stream.messages
+            await asyncio.sleep(0.5)
+            still = (await status(st))["faults"]["stall_market_ms"]
+            assert still == 3000                                       # sampled inside the stall ...
+            assert (st.venue.published, st.md.stream.messages) == (published, received)   # ... nothing came
+            await wait_for(lambda: st.md.stream.messages > received + 20, 20)
+            assert (await status(st))["faults"]["stall_market_ms"] == 0
+            assert st.md.stream.connects == 1 and sf.n_gaps == 0 and sf.synced      # the backlog, in order
+            assert st.venue.fault_counts["stall_market_ms"] == 1
+
+    run(main())
+
+
+def test_reordered_user_events_arrive_swapped_with_the_next():
+    async def main():
+        async with stack(speed=5) as st:
+            events: list[dict] = []
+            user = st.start_user(events)
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced and user.connected.is_set(), 20)
+            await fault(st, reorder_user=1)
+            await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
+                                        newClientOrderId="swap-1")
+            mine = lambda: [e["o"]["x"] for e in events if e.get("e") == "ORDER_TRADE_UPDATE"  # noqa: E731
+                            and e["o"]["c"] == "swap-1"]
+            await wait_for(lambda: "NEW" in mine() and "TRADE" in mine(), 10)
+            assert mine()[:2] == ["TRADE", "NEW"]                     # the venue emitted NEW, then TRADE
+            assert st.venue.fault_counts["reorder_user"] == 1 and st.venue.faults.reorder_user == 0
+
+    run(main())
+
+
+def test_an_ip_ban_answers_418_on_rest_and_the_websocket_api_and_the_limiter_honours_it():
+    from engine.errors import RiskRefused
+
+    async def main():
+        async with stack(speed=5) as st:
+            await st.start_market()
+            await wait_for(lambda: st.feed["BTCUSDT"].synced, 20)
+            await fault(st, ban_s=2)
+            with pytest.raises(VenueClientError) as exc:
+                await st.rest.balance()
+            assert (exc.value.status, exc.value.code) == (418, codes.TOO_MANY_REQUESTS)
+            assert "IP banned until" in exc.value.msg
+            assert st.rest.limiter.delay_ms(1) > 1000                  # Retry-After: 2 s
+            # an order with a deadline shorter than the ban is refused by our limiter, never sent
+            with pytest.raises(RiskRefused) as refused:
+                await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
+                                            max_wait_ms=500)
+            assert refused.value.reason == "deadline"
+            # a client that ignores it meets 418 too
+            async with aiohttp.ClientSession() as raw, raw.get(f"{st.venue.rest_url}/fapi/v1/time") as resp:
+                assert resp.status == 418 and int(resp.headers["Retry-After"]) >= 1
+                assert (await resp.json())["code"] == codes.TOO_MANY_REQUESTS
+            st.rest.limiter.banned_until_ms = 0                        # (pretend our limiter forgot) the WS API
+            with pytest.raises(VenueClientError) as exc:
+                await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+            assert (exc.value.status, exc.value.code) == (418, codes.TOO_MANY_REQUESTS)
+            assert st.rest.limiter.delay_ms(0, 1) > 0                  # its retryAfter reached the limiter
+            assert st.venue.fault_counts["ban_s"] == 3
+            assert 1 <= (await status(st))["faults"]["ban_s"] <= 2     # in force: the seconds it has left
+            # after the ban everything is served again (the limiter waits out the rest of it)
+            assert (await st.rest.balance())[0]["asset"] == "USDT"
+            assert (await status(st))["banned_until_ms"] > 0
+
+    run(main())
+
+
+@pytest.mark.parametrize("body", [
+    b'{"drop_market": "false"}', b'{"reject_orders": true}', b'{"reject_orders": -1}', b'{"reject_orders": 1.0}',
+    b'{"reject_orders": 100000000}', b'{"nope": 1}', b"[1]", b'"x"', b"{", b'{"reject_orders": 2, "ban_s": "1"}',
+])
+def test_fault_settings_are_refused_whole_with_a_binance_shaped_400(body):
+    async def main():
+        async with stack(speed=5) as st:
+            async with st.session.post(f"{st.venue.rest_url}/sim/faults", data=body) as resp:
+                assert resp.status == 400
+                answer = await resp.json()
+            assert answer["code"] == codes.INVALID_PARAMETER and answer["msg"]
+            shown = await status(st)
+            assert not any(shown["faults"].values()) and not any(shown["fault_counts"].values())
+            async with st.session.post(f"{st.venue.rest_url}/sim/faults",
+                                       json={"reject_orders": 2, "drop_market": False}) as resp:
+                assert resp.status == 200 and (await resp.json())["reject_orders"] == 2
+            assert (await status(st))["faults"]["reject_orders"] == 2
+
+    run(main())

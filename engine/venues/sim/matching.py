@@ -557,6 +557,13 @@ class SimExchange:
                                                        key=lambda x: x.order_id)
                 if symbol is None or o.symbol == symbol]
 
+    def orders(self, account: str, symbol: str) -> list[SimOrder]:
+        """Every order of the account in ``symbol``, open or final (copies, by ascending id). Rejected orders
+        were never created, as on Binance; archiving old ones is the history query's business."""
+        self._sym_or_reject(symbol)
+        return [dataclasses.replace(o) for o in sorted(self._orders[self._check_account(account)].values(),
+                                                       key=lambda x: x.order_id) if o.symbol == symbol]
+
     def countdown_cancel_all(self, account: str, symbol: str, countdown_ms: int) -> dict:
         """Binance's dead man's switch: unless renewed, cancel all open orders of ``symbol`` ``countdown_ms`` from
         now (0 disables). Returns Binance's answer."""

@@ -5,7 +5,10 @@ Endpoints (loopback only): REST ``/fapi/v1/...`` and ``/fapi/v2/...``; combined 
 ``/ws/<listenKey>``; the WebSocket API ``/ws-fapi/v1``. A driver task replays the tape in exchange time at
 ``speed`` x real time; market messages reach subscribers after the feed-latency model's delay, orders are matched
 after the entry latency and answered after the ack latency (all scaled by ``speed``). Auth timestamps are checked
-against the wall clock, which ``/fapi/v1/time`` reports; event times in the streams are the tape's.
+against the wall clock, which ``/fapi/v1/time`` reports; event times in the streams are the tape's, and so are the
+times of orders and trades (``allOrders`` and ``userTrades`` windows are in that exchange time: see ``history``).
+Switchable faults (``faults.Faults``) are set with ``POST /sim/faults`` and shown, with how often each acted, by
+``GET /sim/status``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from engine.venues.sim.auth import (
     check_timestamp,
     strip_signature,
 )
+from engine.venues.sim.faults import FaultError, Faults
+from engine.venues.sim.history import select_orders, select_trades
 from engine.venues.sim.params import as_int, bad, instrument_of, order_ref, parse_order
 
 log = logging.getLogger(__name__)
@@ -45,27 +50,8 @@ log = logging.getLogger(__name__)
 DEFAULT_API_KEY = "tapeshot-sim-key"
 DEFAULT_API_SECRET = "tapeshot-sim-secret"
 LISTEN_KEY_TTL_S = 60 * 60
-
-
-@dataclass
-class Faults:
-    """Switchable failures (all off by default); counters say how many of the next requests/events to hit."""
-
-    skip_diffs: int = 0            # drop the next N depth diffs from the served stream (a pu gap for clients)
-    drop_market: bool = False      # close every market-stream connection now (clients must reconnect)
-    delay_user_ms: int = 0         # hold user data events back this long
-    duplicate_user: int = 0        # send the next N user data events twice
-    lose_acks: int = 0             # execute the next N orders but never answer them
-    http_5xx: int = 0              # answer the next N requests 503 without executing them
-    http_429: int = 0              # answer the next N requests 429
-    reject_orders: int = 0         # reject the next N orders (-2010)
-    stall_ms: int = 0              # stall every request this long before handling it
-
-    def update(self, changes: dict[str, Any]) -> None:
-        for k, v in changes.items():
-            if k not in self.__dataclass_fields__:
-                raise bad(codes.INVALID_PARAMETER, f"unknown fault {k!r}")
-            setattr(self, k, type(getattr(self, k))(v))
+REORDER_RELEASE_S = 1.0        # a held-back user event with no successor goes out after this long anyway
+__all__ = ["DEFAULT_API_KEY", "DEFAULT_API_SECRET", "Faults", "SimVenue", "SimVenueConfig", "user_trade"]
 
 
 @dataclass
@@ -98,6 +84,10 @@ class SimVenue:
         self.ex = exchange
         self.cfg = cfg or SimVenueConfig()
         self.faults = Faults()
+        self.fault_counts: dict[str, int] = dict.fromkeys(self.faults.as_dict(), 0)   # how often each acted
+        self.banned_until_ms = 0                                   # an injected IP ban (wall ms), see ``ban_s``
+        self._market_stall_until = 0.0                             # monotonic s; see ``stall_market_ms``
+        self._held_user: dict[str, str] = {}                       # account -> a user event held back (reorder)
         self.accounts = {self.cfg.api_key: ApiAccount(self.cfg.api_key, Secret(self.cfg.api_secret), self.cfg.account)}
         if self.cfg.ed25519_public_pem:
             key = self.cfg.ed25519_api_key
@@ -129,7 +119,7 @@ class SimVenue:
             web.delete("/fapi/v1/allOpenOrders", self._cancel_all),
             web.post("/fapi/v1/countdownCancelAll", self._countdown),
             web.get("/fapi/v2/positionRisk", self._position_risk), web.get("/fapi/v2/balance", self._balance),
-            web.get("/fapi/v1/userTrades", self._user_trades),
+            web.get("/fapi/v1/userTrades", self._user_trades), web.get("/fapi/v1/allOrders", self._all_orders),
             web.get("/fapi/v3/positionRisk", self._position_risk_v3), web.get("/fapi/v3/balance", self._balance),
             web.get("/fapi/v2/account", self._account), web.get("/fapi/v3/account", self._account),
             web.post("/fapi/v1/leverage", self._leverage), web.get("/fapi/v1/commissionRate", self._commission),
@@ -190,6 +180,11 @@ class SimVenue:
         try:
             while True:
                 self._advance()
+                if self.faults.drop_market:
+                    await self._drop_market()
+                if self._market_stalled():
+                    await asyncio.sleep(0.005)          # the tape goes on; what it publishes waits in the heap
+                    continue
                 now = self.exchange_now()
                 while self._heap and self._heap[0][0] <= now:
                     await self._publish(heapq.heappop(self._heap)[2])
@@ -206,9 +201,20 @@ class SimVenue:
             log.exception("sim venue driver failed")
             raise
 
+    def _market_stalled(self) -> bool:
+        """Whether a market stall (``stall_market_ms``) is on; ends it (the field back to 0) when its time is up."""
+        if not self._market_stall_until:
+            return False
+        if time.monotonic() < self._market_stall_until:
+            return True
+        self._market_stall_until = 0.0
+        self.faults.stall_market_ms = 0
+        return False
+
     async def _publish(self, msg: Any) -> None:
         if msg.stream.endswith(("@depth", "@depth@0ms", "@depth@100ms", "@depth@500ms")) and self.faults.skip_diffs:
             self.faults.skip_diffs -= 1
+            self._count("skip_diffs")
             return
         self.published += 1
         combined = None
@@ -225,26 +231,59 @@ class SimVenue:
                 await sub.ws.send_str(data.decode())
             except (ConnectionResetError, RuntimeError):
                 self._drop_sub(sub)
-        if self.faults.drop_market:
-            self.faults.drop_market = False
-            for sub in list(self.subs):
-                self._drop_sub(sub)
-                with contextlib.suppress(Exception):
-                    await sub.ws.close()
+
+    async def _drop_market(self) -> None:
+        """``drop_market``: close every market-stream connection (once)."""
+        self.faults.drop_market = False
+        self._count("drop_market")
+        for sub in list(self.subs):
+            self._drop_sub(sub)
+            with contextlib.suppress(Exception):
+                await sub.ws.close()
 
     def _drop_sub(self, sub: _Sub) -> None:
         with contextlib.suppress(ValueError):
             self.subs.remove(sub)
 
+    def _count(self, fault: str) -> None:
+        self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
+
     def _flush_user_events(self) -> None:
         for account, event in self.ex.drain_user_events():
-            data = orjson.dumps(event).decode()
-            copies = 2 if self.faults.duplicate_user > 0 else 1
-            if copies == 2:
-                self.faults.duplicate_user -= 1
-            for ws in list(self.user_sockets.get(account, ())):
-                for _ in range(copies):
-                    asyncio.get_running_loop().create_task(self._send_user(ws, data, self.faults.delay_user_ms))
+            self._deliver_user(account, orjson.dumps(event).decode())
+
+    def _deliver_user(self, account: str, data: str) -> None:
+        """One user data event to the account's sockets, through ``reorder_user`` (hold one back, send it after
+        the next), ``duplicate_user`` and ``delay_user_ms``."""
+        held = self._held_user.pop(account, None)
+        if held is None and self.faults.reorder_user > 0 and self.user_sockets.get(account):
+            self.faults.reorder_user -= 1
+            self._count("reorder_user")
+            self._held_user[account] = data
+            asyncio.get_running_loop().call_later(REORDER_RELEASE_S, self._release_held, account, data)
+            return
+        self._send_to_account(account, data)
+        if held is not None:
+            self._send_to_account(account, held)
+
+    def _release_held(self, account: str, data: str) -> None:
+        """A held-back event that no later event overtook in time: send it now."""
+        if self._held_user.get(account) is data:
+            del self._held_user[account]
+            self._send_to_account(account, data)
+
+    def _send_to_account(self, account: str, data: str) -> None:
+        socks = list(self.user_sockets.get(account, ()))
+        copies = 2 if self.faults.duplicate_user > 0 and socks else 1
+        if copies == 2:
+            self.faults.duplicate_user -= 1
+            self._count("duplicate_user")
+        delay_ms = self.faults.delay_user_ms
+        if delay_ms and socks:
+            self._count("delay_user_ms")
+        for ws in socks:
+            for _ in range(copies):
+                asyncio.get_running_loop().create_task(self._send_user(ws, data, delay_ms))
 
     @staticmethod
     async def _send_user(ws: web.WebSocketResponse, data: str, delay_ms: int) -> None:
@@ -258,16 +297,8 @@ class SimVenue:
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         try:
-            if self.faults.stall_ms:
-                await asyncio.sleep(self.faults.stall_ms / 1000)
-            if not request.path.startswith("/sim/") and request.path.startswith("/fapi"):
-                if self.faults.http_5xx > 0:
-                    self.faults.http_5xx -= 1
-                    raise SimHttpError(503, codes.UNKNOWN, "Service Unavailable.")
-                if self.faults.http_429 > 0:
-                    self.faults.http_429 -= 1
-                    raise SimHttpError(429, codes.TOO_MANY_REQUESTS, "Too many requests (injected).",
-                                       {"Retry-After": "1"})
+            if not request.path.startswith("/sim/"):
+                await self._request_faults(request.path.startswith("/fapi"))
             return await handler(request)
         except SimHttpError as exc:
             return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status, headers=exc.headers,
@@ -284,6 +315,39 @@ class SimVenue:
             log.exception("sim venue: internal error on %s %s", request.method, request.path)
             return web.json_response({"code": codes.UNKNOWN, "msg": "An unknown error occured while processing the "
                                                                     "request."}, status=500, dumps=_dumps)
+
+    async def _request_faults(self, rest: bool) -> None:
+        """The faults a request meets before it is handled: a REST one the ban, then any request a stall, then a
+        REST one a 5xx or a 429."""
+        if rest:
+            self.check_ban()
+        if self.faults.stall_ms:
+            self._count("stall_ms")
+            await asyncio.sleep(self.faults.stall_ms / 1000)
+        if not rest:
+            return
+        if self.faults.http_5xx > 0:
+            self.faults.http_5xx -= 1
+            self._count("http_5xx")
+            raise SimHttpError(503, codes.UNKNOWN, "Service Unavailable.")
+        if self.faults.http_429 > 0:
+            self.faults.http_429 -= 1
+            self._count("http_429")
+            raise SimHttpError(429, codes.TOO_MANY_REQUESTS, "Too many requests (injected).", {"Retry-After": "1"})
+
+    def check_ban(self) -> None:
+        """The injected IP ban (``ban_s``): the first request after it is set starts it; while it lasts every
+        request is answered 418 with -1003 and ``Retry-After`` (the seconds left), as Binance bans an IP."""
+        now = time.time_ns() // 1_000_000
+        if self.faults.ban_s > 0:
+            self.banned_until_ms = now + self.faults.ban_s * 1000
+            self.faults.ban_s = 0
+        if now < self.banned_until_ms:
+            self._count("ban_s")
+            retry = max(1, (self.banned_until_ms - now + 999) // 1000)
+            raise SimHttpError(418, codes.TOO_MANY_REQUESTS,
+                               f"Way too many requests; IP banned until {self.banned_until_ms}. Please use the "
+                               "websocket for live updates to avoid bans.", {"Retry-After": str(retry)})
 
     def _counter(self, key: str) -> RateCounter:
         c = self.counters.get(key)
@@ -371,6 +435,7 @@ class SimVenue:
     def _reject_injected(self) -> None:
         if self.faults.reject_orders > 0:
             self.faults.reject_orders -= 1
+            self._count("reject_orders")
             raise bad(codes.NEW_ORDER_REJECTED, "Order rejected (injected fault).")
 
     async def place(self, account: str, params: dict[str, Any]) -> dict:
@@ -407,6 +472,7 @@ class SimVenue:
         params, acct, h = await self._params(request, signed=True, weight=0, orders=1)
         if self.faults.lose_acks > 0:
             self.faults.lose_acks -= 1
+            self._count("lose_acks")
             with contextlib.suppress(SimHttpError):
                 await self.place(acct.account, params)
             if request.transport is not None:
@@ -531,14 +597,20 @@ class SimVenue:
         return self._json(order, h)
 
     async def _user_trades(self, request: web.Request) -> web.Response:
+        """``GET /fapi/v1/userTrades`` (weight 5): see ``history`` for the parameters' semantics."""
         params, acct, h = await self._params(request, signed=True, weight=5)
         inst = instrument_of(params, self.ex.instruments)
-        start = as_int(params, "startTime", 0) or 0
-        limit = min(as_int(params, "limit", 500) or 500, 1000)
         self._advance()
-        rows = [user_trade(f, inst) for f in self.ex.fills(acct.account, inst.symbol)
-                if f.time_ns // 1_000_000 >= start]
-        return self._json(rows[-limit:], h)
+        fills = select_trades(self.ex.fills(acct.account, inst.symbol), params, self.exchange_now() // 1_000_000)
+        return self._json([user_trade(f, inst) for f in fills], h)
+
+    async def _all_orders(self, request: web.Request) -> web.Response:
+        """``GET /fapi/v1/allOrders`` (weight 5): every order, open or final, as ``GET /fapi/v1/order`` shows it."""
+        params, acct, h = await self._params(request, signed=True, weight=5)
+        inst = instrument_of(params, self.ex.instruments)
+        self._advance()
+        orders = select_orders(self.ex.orders(acct.account, inst.symbol), params, self.exchange_now() // 1_000_000)
+        return self._json([o.to_binance(inst) for o in orders], h)
 
     # ---- user data stream -------------------------------------------------------------------------------------
 
@@ -653,17 +725,39 @@ class SimVenue:
     async def _status(self, request: web.Request) -> web.Response:
         return self._json({"exchange_time_ns": self.exchange_now(), "published": self.published,
                            "finished": self.finished.is_set(), "subscribers": len(self.subs),
-                           "faults": self.faults.__dict__}, {})
+                           "faults": self.faults_view(), "fault_counts": dict(self.fault_counts),
+                           "banned_until_ms": self.banned_until_ms}, {})
 
     async def _set_faults(self, request: web.Request) -> web.Response:
         try:
             changes = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             raise bad(codes.INVALID_PARAMETER, "faults must be a JSON object") from None
-        if not isinstance(changes, dict):
-            raise bad(codes.INVALID_PARAMETER, "faults must be a JSON object")
-        self.faults.update(changes)
-        return self._json(self.faults.__dict__, {})
+        try:
+            self.set_faults(changes)
+        except FaultError as exc:
+            raise bad(codes.INVALID_PARAMETER, str(exc)) from None
+        return self._json(self.faults_view(), {})
+
+    def faults_view(self) -> dict[str, Any]:
+        """The faults as set, except ``ban_s`` while a ban is in force: the seconds it has left."""
+        view = self.faults.as_dict()
+        left_ms = self.banned_until_ms - time.time_ns() // 1_000_000
+        if not view["ban_s"] and left_ms > 0:
+            view["ban_s"] = (left_ms + 999) // 1000
+        return view
+
+    def set_faults(self, changes: Any) -> None:
+        """Validate and apply fault settings (all or none: ``FaultError`` on any bad key or value). A positive
+        ``stall_market_ms`` starts a market stall now (0 ends one); ``ban_s`` bans from the next request on."""
+        applied = self.faults.update(changes)
+        if "stall_market_ms" in applied:
+            ms = applied["stall_market_ms"]
+            self._market_stall_until = time.monotonic() + ms / 1000 if ms else 0.0
+            if ms:
+                self._count("stall_market_ms")
+        if applied.get("ban_s", -1) == 0:
+            self.banned_until_ms = 0                      # ban_s=0 also lifts a ban in force
 
 
 def user_trade(f: Any, inst: Any) -> dict:

@@ -1,5 +1,8 @@
 """The sim venue's WebSocket API (``/ws-fapi/v1``): ``order.place``, ``order.cancel``, ``order.status``,
-``account.position``, ``account.balance``, with Binance's request/answer frames and signing rules."""
+``account.position``, ``account.balance``, with Binance's request/answer frames and signing rules.
+
+Faults met here: the IP ban (``ban_s``: status 418, -1003 and ``retryAfter`` in the error's data), ``stall_ms``,
+``lose_acks`` and ``reject_orders``."""
 
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ async def handle(venue: Any, client: str, text: str) -> str | None:
     params = req.get("params") or {}
     counter = None
     try:
+        venue.check_ban()                               # an injected IP ban refuses the WebSocket API too
         if method not in METHODS:
             raise SimHttpError(400, -1020, f"Unsupported method {method!r}.")
         if not isinstance(params, dict):
@@ -53,6 +57,7 @@ async def handle(venue: Any, client: str, text: str) -> str | None:
         check_timestamp(params, time.time_ns() // 1_000_000)
         clean = {k: v for k, v in params.items() if k not in ("apiKey", "signature", "timestamp", "recvWindow")}
         if venue.faults.stall_ms:
+            venue._count("stall_ms")
             await asyncio.sleep(venue.faults.stall_ms / 1000)
         result = await _dispatch(venue, acct.account, method, clean)
     except SimHttpError as exc:
@@ -72,6 +77,7 @@ async def _dispatch(venue: Any, account: str, method: str, params: dict[str, Any
     if method == "order.place":
         if venue.faults.lose_acks > 0:
             venue.faults.lose_acks -= 1
+            venue._count("lose_acks")
             with contextlib.suppress(SimHttpError):
                 await venue.place(account, params)
             return _LOST
