@@ -11,6 +11,7 @@ import orjson
 from engine.errors import ConfigError, TapeshotError
 
 DEFAULT_API_KEY = "tapeshot-sim-key"
+FORMATS = ("jsonl",)                      # journal export formats (engine.dataset.export.FORMATS)
 
 
 def _cmd_verify_book(args: argparse.Namespace) -> int:
@@ -55,6 +56,11 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--entry-latency", default="fixed:0", help="send -> match latency: fixed:<ms> or uniform:<lo>:<hi>")
     g.add_argument("--ack-latency", default="fixed:0", help="match -> answer latency")
     g.add_argument("--seed", type=int, default=0, help="seed of the latency draws")
+    g.add_argument("--fault", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a venue fault at start, e.g. reject_orders=3, drop_market=true, ban_s=30 (repeatable; "
+                        "see engine/venues/sim/faults.py and GET /sim/status)")
+    g.add_argument("--faults", metavar="FILE", help="venue faults at start from a JSON or TOML (.toml) object; "
+                                                    "--fault settings override it")
 
 
 def _sim_configs(args: argparse.Namespace):
@@ -77,6 +83,21 @@ def _sim_configs(args: argparse.Namespace):
     return sim, venue
 
 
+def _sim_faults(args: argparse.Namespace) -> dict:
+    """The faults to set at start (``--faults FILE`` then each ``--fault``), validated as ``POST /sim/faults``
+    validates them; a ``ConfigError`` naming the problem otherwise."""
+    from engine.venues.sim.faults import FaultError, load_fault_file, parse_fault_arg, parse_faults
+
+    try:
+        faults = parse_faults(load_fault_file(args.faults)) if getattr(args, "faults", None) else {}
+        for text in getattr(args, "fault", None) or ():
+            key, value = parse_fault_arg(text)
+            faults.update(parse_faults({key: value}))
+    except FaultError as exc:
+        raise ConfigError(str(exc)) from None
+    return faults
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -85,17 +106,22 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from engine.venues.sim.server import SimVenue
 
     sim_cfg, venue_cfg = _sim_configs(args)
+    faults = _sim_faults(args)
     files = args.data or [str(_sample())]
 
     async def main() -> None:
         venue = SimVenue(SimExchange(files, cfg=sim_cfg), venue_cfg)
         await venue.start()
+        venue.set_faults(faults)
         print(f"sim venue on {', '.join(files)} at {venue_cfg.speed:g}x")
         print(f"  REST           {venue.rest_url}")
         print(f"  market streams {venue.ws_url}/stream?streams=...")
         print(f"  WebSocket API  {venue.ws_api_url}")
         print(f"  api key        {venue_cfg.api_key}")
-        print(f"  api secret     {venue_cfg.api_secret}   (sim account only)", flush=True)
+        print(f"  api secret     {venue_cfg.api_secret}   (sim account only)")
+        if faults:
+            print(f"  faults         {', '.join(f'{k}={orjson.dumps(v).decode()}' for k, v in faults.items())}")
+        sys.stdout.flush()
         try:
             await asyncio.Event().wait()
         finally:
@@ -201,12 +227,15 @@ def _cmd_intent(args: argparse.Namespace) -> int:
     client = _control(args)
 
     async def main() -> int:
-        async for line in client.intent(" ".join(args.text), markouts=args.markouts):
+        async for line in client.intent(" ".join(args.text), markouts=args.markouts, key=args.key):
             if "error" in line:
                 print(f"refused: {line['error']}", file=sys.stderr)
                 return 1
             if line["kind"] in ("done", "markouts") and args.json:
                 print(orjson.dumps(line["data"], option=orjson.OPT_INDENT_2).decode())
+            elif line.get("duplicate"):
+                print(f"submitted: {line['intent_id']} already, under key {args.key}: nothing new sent; its outcome "
+                      f"follows ({line.get('text', '')})", flush=True)
             else:
                 print(f"{line['kind']}: {line.get('text', '')}", flush=True)
         return 0
@@ -225,12 +254,11 @@ def _cmd_simple(method: str, path: str, body_of=lambda a: {}):
     return handler
 
 
-def _cmd_journal(args: argparse.Namespace) -> int:
+def _journal_file(args: argparse.Namespace):
     import dataclasses
     from pathlib import Path
 
     from engine import config as cfgmod
-    from engine.oms.journal import Journal
 
     cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
     if args.home:
@@ -238,6 +266,39 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     path = Path(args.path).expanduser() if args.path else cfgmod.journal_path(cfg)
     if not path.exists():
         raise ConfigError(f"no journal at {path}")
+    return path
+
+
+def _cmd_journal_export(args: argparse.Namespace, path) -> int:
+    """``journal export``: the journal as JSON lines on stdout or into ``--out`` (written whole, then renamed)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from engine.dataset.export import export_jsonl
+
+    if args.out is None or args.out == "-":
+        counts = export_jsonl(path, sys.stdout)
+    else:
+        out = Path(args.out).expanduser()
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                counts = export_jsonl(path, f)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    print("exported " + ", ".join(f"{n} {k}s" for k, n in counts.items()) + f" from {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_journal(args: argparse.Namespace) -> int:
+    from engine.oms.journal import Journal
+
+    path = _journal_file(args)
+    if args.action == "export":
+        return _cmd_journal_export(args, path)
     print(f"journal {path}")
     j = Journal(path)
     rows = j.query("SELECT id, created_ms, state, text, report FROM intents ORDER BY created_ms DESC LIMIT ?",
@@ -250,6 +311,19 @@ def _cmd_journal(args: argparse.Namespace) -> int:
             for d in j.query("SELECT time_ms, kind, data FROM decisions WHERE intent_id=? ORDER BY seq", (r["id"],)):
                 print(f"    {d['kind']}: {d['data'][:160]}")
     return 0
+
+
+def _cmd_chaos(args: argparse.Namespace) -> int:
+    from engine.chaos.drill import Drill, Options
+    from engine.loop import run
+
+    if args.runs is not None and args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise ConfigError("--minutes must be > 0")
+    opts = Options(seed=args.seed, runs=args.runs, minutes=args.minutes, data=args.data, home=args.home,
+                   keep=args.keep, faults=args.fault)
+    return run(Drill(opts, say=lambda line: print(line, flush=True)).run())
 
 
 def _passphrase(confirm: bool):
@@ -363,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("text", nargs="+", help='e.g. "long btc 0.01 20s max 8bps"')
     it.add_argument("--markouts", action="store_true", help="wait for the +30 s markouts too")
     it.add_argument("--json", action="store_true", help="print the final report as JSON")
+    it.add_argument("--key", metavar="K", help="idempotency key (1-128 printable ASCII): the same key again, even "
+                    "after a restart, sends nothing new and prints the first intent's outcome")
     it.set_defaults(func=_cmd_intent)
     st = sub.add_parser("status", parents=[common], help="the running engine's positions, intents and health")
     st.add_argument("symbol", nargs="?")
@@ -372,9 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_simple("POST", "/kill", lambda a: {"reason": " ".join(a.reason) or "by hand"}))
     rs = sub.add_parser("resume", parents=[common], help="resume trading after a kill")
     rs.set_defaults(func=_cmd_simple("POST", "/resume"))
-    jr = sub.add_parser("journal", parents=[common], help="recent intents and their reports from the journal")
+    jr = sub.add_parser("journal", parents=[common], help="recent intents and their reports from the journal; "
+                                                           "'journal export' writes it all as JSON lines")
+    jr.add_argument("action", nargs="?", choices=("show", "export"), default="show",
+                    help="show (default): recent intents; export: every intent, order, fill and decision")
     jr.add_argument("--path", help="journal file (default: the configured venue's; the embedded sim's without a "
                                    "config)")
+    jr.add_argument("--format", choices=FORMATS, default="jsonl", help="export format (default jsonl)")
+    jr.add_argument("--out", metavar="FILE", help="export into FILE (default: stdout)")
     jr.add_argument("--limit", type=int, default=20)
     jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
     jr.set_defaults(func=_cmd_journal)
@@ -385,6 +466,20 @@ def build_parser() -> argparse.ArgumentParser:
     ky.add_argument("--ed25519", metavar="PEM", help="an Ed25519 private key file instead of an HMAC secret")
     ky.add_argument("--file", help="key file (default ~/.tapeshot/keys.enc)")
     ky.set_defaults(func=_cmd_keys)
+    ch = sub.add_parser("chaos", help="the fault drill: intents under kill -9, crash points, venue faults; "
+                                      "journal checked against the venue")
+    ch.add_argument("--seed", type=int, default=1, help="seed of every random choice (default 1)")
+    span = ch.add_mutually_exclusive_group()
+    span.add_argument("--minutes", type=float, help="run for this long")
+    span.add_argument("--runs", type=int, help="this many runs (default 10 when neither is given)")
+    ch.add_argument("--data", nargs="+", metavar="FILE", help="the recording (default: the bundled sample)")
+    ch.add_argument("--home", metavar="DIR", help="work directory: journals, logs (default: a temporary one)")
+    ch.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    from engine.chaos.faults import BY_NAME
+
+    ch.add_argument("--fault", nargs="+", choices=sorted(BY_NAME), metavar="KIND",
+                    help=f"only these fault kinds (default: all): {', '.join(BY_NAME)}")
+    ch.set_defaults(func=_cmd_chaos)
     from engine.eval.cli import add_parser as add_eval
 
     add_eval(sub)

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 POINTS = ("before_send", "after_send", "on_ack", "on_fill", "mid_ladder")
+# after_send: the order's bytes are given 50 ms to leave the machine before the kill, as in a real crash a few ms
+# after the write (killed at once, the kernel resets the socket with the bytes still queued, and nothing is lost)
+LINGER_S = {"after_send": 0.05}
 
 _target, _, _count = (os.environ.get("TAPESHOT_CRASH_AT") or "").partition(":")
 _left = int(_count) if _count.isdigit() and int(_count) > 0 else 1
@@ -28,4 +32,5 @@ def reached(name: str) -> None:
     _left -= 1
     if _left <= 0:
         _armed = False
+        time.sleep(LINGER_S.get(name, 0.0))         # blocks the loop: the journal gets nothing meanwhile
         os.kill(os.getpid(), signal.SIGKILL)

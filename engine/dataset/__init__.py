@@ -1,0 +1,1 @@
+"""Datasets out of the journal: ``tapeshot journal export`` (``engine.dataset.export``)."""
