@@ -30,20 +30,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(args: list[str], ready: str, timeout: float = 30.0) -> subprocess.Popen:
+def start(args: list[str], ready: str, timeout: float = 40.0, env: dict | None = None,
+          sink: list | None = None) -> subprocess.Popen:
+    """``tapeshot ARGS`` as a process, returned once it printed ``ready`` (its lines so far into ``sink``)."""
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    end = time.monotonic() + timeout
-    lines = []
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    end, lines = time.monotonic() + timeout, []
     while time.monotonic() < end:
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
         if ready in line:
+            if sink is not None:
+                sink.extend(lines)
             return proc
     proc.kill()
-    raise AssertionError(f"{args[0]} did not start: {''.join(lines)[-2000:]}")
+    raise AssertionError(f"{args[0]} did not start: {''.join(lines)[-3000:]}")
 
 
 def test_kill_9_mid_intent_then_restart(tmp_path):

@@ -7,10 +7,8 @@ Every check reads the venue (REST, as a black box would) and the journal; the ve
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 
@@ -23,6 +21,7 @@ from engine.oms.journal import Journal
 from engine.venues.binance.rest import BinanceRest
 from tests.integration.conftest import CREDS
 from tests.integration.test_crash import free_port
+from tests.integration.test_crash import start as _start
 
 
 class Stack:
@@ -95,25 +94,6 @@ class Stack:
                     p.wait(15)
                 except subprocess.TimeoutExpired:
                     p.kill()
-
-
-def _start(args: list[str], ready: str, env: dict | None = None, sink: list | None = None,
-           timeout: float = 40.0) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-    end, lines = time.monotonic() + timeout, []
-    while time.monotonic() < end:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if ready in line:
-            if sink is not None:
-                sink.extend(lines)
-            return proc
-    proc.kill()
-    raise AssertionError(f"{args[0]} did not start: {''.join(lines)[-3000:]}")
 
 
 def _drain(proc: subprocess.Popen) -> str:
