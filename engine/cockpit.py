@@ -45,13 +45,11 @@ class Cockpit:
                 "on_deadline": e.on_deadline}
 
     async def submit(self, text: str, *, source: str, user: str, key: str | None = None) -> Submitted:
-        if key is not None and key in self.runner.keys:
-            return self.runner._duplicate(self.runner.keys[key])
         intent = parse(text, self._defaults())
         if intent.kind in (IntentKind.ENTER, IntentKind.EXIT):
             return await self.runner.accept(intent, source, user, key)
         if intent.kind in (IntentKind.TP, IntentKind.SL):
-            return await self.protect.set_level(intent, self.runner._instrument(intent.symbol), source, user)
+            return await self.protect.set_level(intent, self.runner.instrument(intent.symbol), source, user)
         if intent.kind is IntentKind.CANCEL:
             done = self.runner.cancel(intent.symbol, f"cancelled by {user or source}")
             return Submitted("", f"cancelling {', '.join(done)}" if done else "nothing working to cancel")
@@ -71,7 +69,7 @@ class Cockpit:
         intent = parse(text, self._defaults())
         if intent.kind not in (IntentKind.ENTER, IntentKind.EXIT):
             return intent.describe()
-        inst = self.runner._instrument(intent.symbol)
+        inst = self.runner.instrument(intent.symbol)
         sf = self.feed[inst.symbol]
         now = self.runner.clock()
         arrival = Arrival.stamp(sf, now)

@@ -22,6 +22,7 @@ LINGER_S = {"after_send": 0.05}
 _target, _, _count = (os.environ.get("TAPESHOT_CRASH_AT") or "").partition(":")
 _left = int(_count) if _count.isdigit() and int(_count) > 0 else 1
 _armed = _target in POINTS
+ARMED = _armed                 # callers on the hot path test this before calling ``reached`` (unset: one load)
 
 
 def reached(name: str) -> None:

@@ -150,7 +150,8 @@ class OrderManager:
             o.created_ms = o.updated_ms = self.clock_ms()
             self.orders[o.client_order_id] = o
             self.live.add(o.client_order_id)
-        crashpoints.reached("after_send")
+        if crashpoints.ARMED:
+            crashpoints.reached("after_send")
         o.apply(Trigger.SUBMIT, o.created_ms)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, o.updated_ms, "submit", o.state.value, None)
