@@ -104,16 +104,23 @@ def test_5xx_429_and_rejections_are_typed_errors():
     run(main())
 
 
+async def _market_order_under(st, cid: str, **faults) -> list[dict]:
+    """With the user stream and market data up, set ``faults`` and send a 0.010 market buy ``cid``; returns the
+    list the user data events arrive in."""
+    events: list[dict] = []
+    user = st.start_user(events)
+    await st.start_market()
+    await wait_for(lambda: st.feed["BTCUSDT"].synced and user.connected.is_set(), 20)
+    await fault(st, **faults)
+    await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
+                                newClientOrderId=cid)
+    return events
+
+
 def test_duplicated_user_events_arrive_twice():
     async def main():
         async with stack(speed=5) as st:
-            events: list[dict] = []
-            user = st.start_user(events)
-            await st.start_market()
-            await wait_for(lambda: st.feed["BTCUSDT"].synced and user.connected.is_set(), 20)
-            await fault(st, duplicate_user=100)
-            await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
-                                        newClientOrderId="dup-1")
+            events = await _market_order_under(st, "dup-1", duplicate_user=100)
             trades = lambda: [e for e in events if e.get("e") == "ORDER_TRADE_UPDATE"  # noqa: E731
                               and e["o"]["c"] == "dup-1" and e["o"]["x"] == "TRADE"]
             await wait_for(lambda: len(trades()) >= 2, 10)
@@ -240,13 +247,7 @@ def test_a_market_stall_publishes_nothing_then_everything_queued_on_the_same_con
 def test_reordered_user_events_arrive_swapped_with_the_next():
     async def main():
         async with stack(speed=5) as st:
-            events: list[dict] = []
-            user = st.start_user(events)
-            await st.start_market()
-            await wait_for(lambda: st.feed["BTCUSDT"].synced and user.connected.is_set(), 20)
-            await fault(st, reorder_user=1)
-            await st.ws_api.place_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010",
-                                        newClientOrderId="swap-1")
+            events = await _market_order_under(st, "swap-1", reorder_user=1)
             mine = lambda: [e["o"]["x"] for e in events if e.get("e") == "ORDER_TRADE_UPDATE"  # noqa: E731
                             and e["o"]["c"] == "swap-1"]
             await wait_for(lambda: "NEW" in mine() and "TRADE" in mine(), 10)
