@@ -121,6 +121,17 @@ def late_orders(ex: Export, venue: VenueState, allowance_ms: int) -> set[str]:
     return out
 
 
+def latest_order(ex: Export, venue: VenueState) -> tuple[int, str] | None:
+    """The order that reached the venue latest relative to its intent's deadline: (ms after it, client id)."""
+    out: tuple[int, str] | None = None
+    for o in venue.orders:
+        intent = ex.intents.get(intent_of(o["clientOrderId"]) or "")
+        deadline = intent.get("deadline_ms") if intent else None
+        if deadline is not None and (out is None or int(o["time"]) - deadline > out[0]):
+            out = (int(o["time"]) - deadline, o["clientOrderId"])
+    return out
+
+
 def check_all(ex: Export, venue: VenueState, requested: dict[str, Decimal], allowance_ms: int) -> dict[str, set[str]]:
     """Every check but ``concurrent_accepts`` (which the drill counts as it submits)."""
     return {"lost_fills": lost_fills(ex, venue), "doubled_fills": doubled_fills(ex, venue),

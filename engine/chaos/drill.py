@@ -1,8 +1,14 @@
 """The drill loop: a venue session (``tapeshot sim`` + ``tapeshot run``), runs of intent + fault + restart +
 settle + checks, a line per run and a summary. Exit status 0 only when every mismatch count is zero.
 
-Reproducible choices: every random choice (intent, fault, instants) comes from one ``random.Random(seed)``; what
-the engine and the venue do in response depends on timing, as it would live.
+Reproducible choices: the fault schedule comes from its own RNG of the seed, and each run's choices (intent,
+instants, settings) from an RNG of the seed and the run's number; what the engine and the venue do in response
+depends on timing, as it would live.
+
+Speed: the sim serves the recording at ``Options.speed`` x real time (4 by default), so a run's window (exchange
+time, as the engine's clock and the venue's order times are) takes a quarter of it in wall time. Every instant the
+drill draws inside a window is drawn in exchange time and slept in wall time; the settle and the checks poll
+instead of sleeping fixed times.
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ import aiohttp
 import orjson
 
 from engine.chaos import checks
-from engine.chaos.faults import BY_NAME, CATALOGUE, CRASH, PROCESS, RESET, SIM, SUBMIT, FaultKind, Rotation
+from engine.chaos.faults import (
+    BY_NAME,
+    CATALOGUE,
+    EXTRA_KILLS,
+    PROCESS,
+    RESET,
+    SIM,
+    SUBMIT,
+    FaultKind,
+    Schedule,
+    min_window_s,
+)
 from engine.chaos.procs import ENGINE_READY, SIM_READY, Proc, engine_proc, free_port, sim_proc
 from engine.chaos.venue import FaultRefused, VenueView
 from engine.control import ControlClient
@@ -34,10 +51,15 @@ from engine.errors import TapeshotError
 
 ALGOS = ("ladder", "sniper", "auto")
 CAPS_BPS = (3, 5, 8, 12, 20)
-WINDOW_S = (5, 20)                  # the engine refuses windows under 5 s
-SETTLE_S = 30.0                     # after the deadline, at most this long for the intent to end
+SPEED = 4.0                         # the sim's replay speed, x real time
+WINDOW_S = (5, 10)                  # exchange time; the grammar takes 5-60 s (a fault may ask for a longer one)
+SETTLE_S = 30.0                     # wall s after the deadline: at most this long for the intent to end
+TRAIL_S = 1.0                       # wall s after the settle: checks repeat until clean, the last one counts
+POLL_S = 0.05                       # the settle's journal poll
+RECHECK_S = 0.2                     # between checks inside TRAIL_S (each reads the venue: rate-limit weight)
+SETTLE_NEED_S = 10.0                # wall s a run's settle and check need before the tape ends
+KILLS_PER_RUN = (1, 2)              # kill9: this many kills at random instants, a restart after each
 ROUND_TRIP_MS = 20                  # engine.execution.round_trip_ms (default): the late-order allowance
-RUN_NEED_MS = (WINDOW_S[1] + SETTLE_S + 15) * 1000
 MAX_NOTIONAL = Decimal(20000)       # per intent, far inside the 100k x 20 sim account's margin
 MAX_POSITION = Decimal(40000)       # beyond this notional, the next intent reduces the position
 CONCURRENT = 5
@@ -55,6 +77,7 @@ class Options:
     home: str | None = None
     keep: bool = False
     faults: list[str] | None = None          # only these fault kinds (default: the whole catalogue)
+    speed: float = SPEED
 
 
 @dataclass
@@ -68,6 +91,8 @@ class Session:
     symbol: str
     venue: VenueView
     tape_end_ms: int
+    n: int = 0
+    armed: str | None = None                                         # the running engine's crash point
     step: Decimal = Decimal("0.001")
     seen: dict[str, set[str]] = field(default_factory=dict)
     requested: dict[str, Decimal] = field(default_factory=dict)      # intent id -> what the drill asked for
@@ -87,6 +112,7 @@ class Run:
 
     n: int
     fault: FaultKind
+    rng: random.Random
     text: str = ""
     qty: Decimal = Decimal(0)
     window_s: int = 0
@@ -96,6 +122,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     orders: int = 0
     fills: int = 0
+    killed: int = 0                                                                       # SIGKILLs it dealt
     found: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))    # seen mid-run
 
 
@@ -105,16 +132,21 @@ class Drill:
     def __init__(self, opts: Options, say: Callable[[str], None] = print) -> None:
         self.opts = opts
         self.say = say
-        self.rng = random.Random(opts.seed)
+        self.speed = opts.speed
         kinds = tuple(BY_NAME[k] for k in opts.faults) if opts.faults else CATALOGUE
-        self.rotation = Rotation(self.rng, kinds)
+        self.schedule = Schedule(opts.seed, kinds, extra=0 if opts.faults else EXTRA_KILLS)
         self.root = Path(opts.home).expanduser() if opts.home else Path(tempfile.mkdtemp(prefix="tapeshot-chaos-"))
+        self.need_ms = int((max(WINDOW_S[1], 20) + self.speed * SETTLE_NEED_S) * 1000)
         self.totals: Counter = Counter()
         self.kinds: Counter = Counter()
         self.unsupported: Counter = Counter()
         self.unreached: Counter = Counter()
         self.kills = 0
+        self.kill_runs = 0
+        self.latest: tuple[int, str] | None = None          # the latest order past its deadline: (ms, order)
+        self.durations: list[float] = []
         self.sessions = 0
+        self.tape_end: int | None = None
         self.session: Session | None = None
         self.http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -127,13 +159,14 @@ class Drill:
         end = t0 + self.opts.minutes * 60 if self.opts.minutes else None
         runs = self.opts.runs if self.opts.runs is not None else (None if end else 10)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.say(f"chaos seed {self.opts.seed}: work dir {self.root}")
+        self.say(f"chaos seed {self.opts.seed}: work dir {self.root}, sim at {self.speed:g}x")
         n = 0
         self.http = aiohttp.ClientSession()
         try:
-            while (runs is None or n < runs) and (end is None or time.monotonic() < end):
+            while (runs is None or n < runs) and (end is None or self._room_for_a_run(end)):
                 n += 1
                 await self._one(n)
+            await self._end_session(final=True)
         finally:
             await self._end_session()
             for task in list(self._tasks):
@@ -144,22 +177,32 @@ class Drill:
         self.say(self._summary(n, time.monotonic() - t0))
         return 0 if not any(self.totals[k] for k in MISMATCHES) else 1
 
+    def _room_for_a_run(self, end: float) -> bool:
+        """Whether a typical run (the 90th percentile so far) still fits before ``end``."""
+        took = sorted(self.durations)
+        need = took[int(len(took) * 0.9)] if took else 0.0
+        return time.monotonic() + need < end
+
     async def _one(self, n: int) -> None:
-        kind = self.rotation.next()
-        run = Run(n, kind)
+        kind = self.schedule.next()
+        run = Run(n, kind, random.Random(f"chaos/{self.opts.seed}/{n}"))
+        t0 = time.monotonic()
         try:
-            await self._ensure_session()
+            await self._ensure_session(kind.crash_point)
             await self._execute(run)
         except FaultRefused as exc:
             self.unsupported[kind.name] += 1
-            self.rotation.drop(kind)
+            self.schedule.drop(kind)
             self.say(f"run {n:3d} {kind.name:<20} not supported by this sim ({exc}): skipped")
             return
         except (TimeoutError, RuntimeError, OSError, aiohttp.ClientError, TapeshotError) as exc:
             run.counts["engine_failures"] += 1
             run.details.append(f"engine_failures: {type(exc).__name__}: {exc}"[:300])
             await self._end_session()                      # start afresh next run
+        self.durations.append(time.monotonic() - t0)
+        run.notes.insert(0, f"{self.durations[-1]:.1f}s")
         self.kinds[kind.name] += 1
+        self.kill_runs += bool(run.killed)
         self.totals.update(run.counts)
         self.say(self._line(run))
         for d in run.details:
@@ -169,57 +212,66 @@ class Drill:
         s = self.session
         assert s is not None
         kind = run.fault
-        if kind.how == CRASH:
-            await self._restart(crash_at=kind.name.removeprefix("crash_"))
-        await self._choose_intent(run, kind.algo)                # (reads the venue: before any fault is set)
+        setting = kind.sim(run.rng, self.speed) if kind.how == SIM else {}
+        await self._choose_intent(run, kind.algo, min_window_s(setting, self.speed))   # (before any fault is set)
         if kind.how == SIM and kind.early:
-            await s.venue.set_faults(kind.sim(self.rng))
-        deadline = time.monotonic() + run.window_s + SETTLE_S
+            await s.venue.set_faults(setting)
+        deadline = time.monotonic() + run.window_s / self.speed + SETTLE_S
         if kind.how == SUBMIT:
             await self._concurrent(run)
-        else:
-            if iid := await self._submit(run.text, run):
-                run.intent_ids.append(iid)
-        await self._inflict(run, kind)
+        elif iid := await self._submit(run.text, run):
+            run.intent_ids.append(iid)
+        await self._inflict(run, kind, setting)
         await self._settle(run, deadline)
         await self._check(run)
 
+    async def _sleep_ex(self, exchange_s: float) -> None:
+        """Sleep ``exchange_s`` of exchange time."""
+        await asyncio.sleep(exchange_s / self.speed)
+
     # ---- sessions ---------------------------------------------------------------------------------------------
 
-    async def _ensure_session(self) -> None:
+    async def _ensure_session(self, arm: str | None) -> None:
+        """A session with tape left for a run, its engine running and armed at ``arm`` (a crash point) or not."""
         s = self.session
         if s is not None and s.sim.alive():
             st = await s.venue.status()
-            if not st.get("finished") and s.tape_end_ms - st["exchange_time_ns"] // 1_000_000 > RUN_NEED_MS:
-                if not s.engine.alive():
-                    await self._restart()
+            if not st.get("finished") and s.tape_end_ms - st["exchange_time_ns"] // 1_000_000 > self.need_ms:
+                if not s.engine.alive() or s.armed != arm:
+                    await self._restart(arm)
                 return
-        await self._end_session()
-        await self._start_session()
+        await self._end_session(final=s is not None and s.sim.alive())
+        await self._start_session(arm)
 
-    async def _start_session(self) -> None:
+    async def _start_session(self, arm: str | None) -> None:
         from engine.feed.recording import sample_path, symbols_in
 
         self.sessions += 1
         home = self.root / f"session{self.sessions}"
         data = self.opts.data or [str(sample_path())]
+        if self.tape_end is None:
+            self.tape_end = await asyncio.to_thread(tape_end_ms, data)
         port = free_port()
-        sim = sim_proc(home, port, self.opts.data, self.opts.seed)
+        sim = sim_proc(home, port, self.opts.data, self.opts.seed, self.speed)
         await asyncio.to_thread(sim.start, SIM_READY)
         url = f"http://127.0.0.1:{port}"
         symbol = symbols_in(data)[0]
         venue = VenueView(url, self.http)
-        self.session = Session(sim, engine_proc(home, url, symbol), home, url, symbol, venue,
-                               await asyncio.to_thread(tape_end_ms, data))
+        self.session = Session(sim, engine_proc(home, url, symbol, arm), home, url, symbol, venue, self.tape_end,
+                               self.sessions, arm)
         await venue.sync()
         info = await venue.rest.exchange_info()
         self.session.step = step_size(info, symbol)
         await asyncio.to_thread(self.session.engine.start, ENGINE_READY)
 
-    async def _end_session(self) -> None:
-        s, self.session = self.session, None
+    async def _end_session(self, final: bool = False) -> None:
+        """Stop the session's processes; ``final``: first a last check (what trailed the last run's)."""
+        s = self.session
         if s is None:
             return
+        if final and s.engine.alive():
+            await self._final_check(s)
+        self.session = None
         await asyncio.to_thread(s.engine.stop)
         await asyncio.to_thread(s.sim.stop)
 
@@ -229,23 +281,25 @@ class Drill:
         assert s is not None
         await asyncio.to_thread(s.engine.stop)
         s.engine = engine_proc(s.home, s.url, s.symbol, crash_at)
+        s.armed = crash_at
         await asyncio.to_thread(s.engine.start, ENGINE_READY)
 
     # ---- the intent ---------------------------------------------------------------------------------------------
 
-    async def _choose_intent(self, run: Run, algo: str | None) -> None:
+    async def _choose_intent(self, run: Run, algo: str | None, min_window: int) -> None:
         s = self.session
+        rng = run.rng
         mid = await self._mid()
         pos = await s.venue.position(s.symbol)
-        side = self.rng.choice(("long", "short"))
+        side = rng.choice(("long", "short"))
         if abs(pos) * mid > MAX_POSITION:
             side = "short" if pos > 0 else "long"
         lots_max = max(int(MAX_NOTIONAL / mid / s.step), 1)
         lots_min = min(max(int(Decimal(50) / mid / s.step) + 1, 1), lots_max)
-        run.qty = self.rng.randint(lots_min, lots_max) * s.step
-        run.window_s = self.rng.randint(*WINDOW_S)
-        algo = algo or self.rng.choice(ALGOS)
-        cap = self.rng.choice(CAPS_BPS)
+        run.qty = rng.randint(lots_min, lots_max) * s.step
+        run.window_s = rng.randint(max(WINDOW_S[0], min_window), max(WINDOW_S[1], min_window))
+        algo = algo or rng.choice(ALGOS)
+        cap = rng.choice(CAPS_BPS)
         run.text = (f"{side} {s.symbol} {run.qty} {run.window_s}s {algo} max {cap}bps "
                     f"-- chaos {self.opts.seed}/{run.n}")
 
@@ -292,31 +346,33 @@ class Drill:
 
     # ---- the fault ----------------------------------------------------------------------------------------------
 
-    async def _inflict(self, run: Run, kind: FaultKind) -> None:
+    async def _inflict(self, run: Run, kind: FaultKind, setting: dict) -> None:
         s = self.session
         if kind.how == SIM and not kind.early:
-            await asyncio.sleep(self.rng.uniform(0.1, run.window_s / 2))
-            await s.venue.set_faults(kind.sim(self.rng))
+            await self._sleep_ex(run.rng.uniform(0.1, run.window_s / 2))
+            await s.venue.set_faults(setting)
         elif kind.how == PROCESS:
             await self._process_fault(run, kind.name)
-        elif kind.how == CRASH:
-            await self._crash_fault(run, kind.name.removeprefix("crash_"))
+        elif kind.crash_point:
+            await self._crash_fault(run, kind.crash_point)
 
     async def _process_fault(self, run: Run, name: str) -> None:
         s = self.session
         if name == "sigterm":
-            await asyncio.sleep(self.rng.uniform(0.2, run.window_s * 0.6))
+            await self._sleep_ex(run.rng.uniform(0.2, run.window_s * 0.6))
             took = await asyncio.to_thread(s.engine.stop, 15.0)
             run.notes.append("sigterm: exit in " + (f"{took:.1f}s" if took is not None else ">15s, killed"))
             await self._after_shutdown(run)
             await self._restart()
             return
-        for _ in range(self.rng.randint(1, 3)):                  # kill -9 at random instants, restart each time
-            await asyncio.sleep(self.rng.uniform(0.0, run.window_s * 0.5))
+        for _ in range(run.rng.randint(*KILLS_PER_RUN)):          # kill -9 at random instants, restart each time
+            await self._sleep_ex(run.rng.uniform(0.0, run.window_s * 0.5))
             s.engine.signal(signal.SIGKILL)
             await asyncio.to_thread(s.engine.wait, 10)
             self.kills += 1
+            run.killed += 1
             await self._restart()
+        run.notes.append(f"kill -9 x{run.killed}")
 
     async def _after_shutdown(self, run: Run) -> None:
         """A clean shutdown leaves none of the intent's orders open at the venue and no intent working in the
@@ -331,17 +387,31 @@ class Drill:
             run.found["working_intents"].add(f"{item} after the shutdown")
 
     async def _crash_fault(self, run: Run, point: str) -> None:
+        """Wait (bounded) for the armed engine to kill itself, or for the intent to end without reaching the
+        point; restart it either way (unarmed)."""
         s = self.session
-        end = time.monotonic() + run.window_s + 5
+        end = time.monotonic() + run.window_s / self.speed + 2.0
+        polls = 0
         while time.monotonic() < end and s.engine.alive():
-            await asyncio.sleep(0.1)
+            polls += 1
+            if polls % 4 == 0 and await asyncio.to_thread(self._ended, run.intent_ids):
+                break
+            await asyncio.sleep(POLL_S / 2)
         if s.engine.alive():
             self.unreached[point] += 1
             run.notes.append(f"crash point {point} not reached")
         else:
             self.kills += 1
+            run.killed += 1
             run.notes.append(f"killed at {point}")
         await self._restart()
+
+    def _ended(self, intent_ids: list[str]) -> bool:
+        """Whether every one of ``intent_ids`` is in the journal and none is still active."""
+        if not intent_ids or not self.session.journal.exists():
+            return False
+        intents = self._export().intents
+        return all(i in intents and intents[i]["state"] not in checks.ACTIVE_INTENT_STATES for i in intent_ids)
 
     # ---- settle and check ---------------------------------------------------------------------------------------
 
@@ -351,7 +421,8 @@ class Drill:
         return checks.Export.of([orjson.loads(line) for line in buf.getvalue().splitlines()])
 
     async def _settle(self, run: Run, deadline: float) -> None:
-        """Wait (bounded) until no intent is working in the journal, then clear the faults still pending."""
+        """Wait (bounded) until no intent is working in the journal, then clear the faults still pending and wait
+        out a ban still in force."""
         s = self.session
         while time.monotonic() < deadline:
             if not s.engine.alive():
@@ -359,18 +430,37 @@ class Drill:
                 await self._restart()
             if s.journal.exists() and not checks.working_intents(await asyncio.to_thread(self._export)):
                 break
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(POLL_S)
         st = await s.venue.set_faults(RESET)
-        await asyncio.sleep(1.0)                                  # trailing user events reach the journal
         if st.get("ban_s"):
-            await asyncio.sleep(st["ban_s"] + 1)
+            await asyncio.sleep(st["ban_s"])
 
     async def _check(self, run: Run) -> None:
+        """Journal against venue, repeated (``RECHECK_S`` apart) while it finds something new, for at most
+        ``TRAIL_S``: user events trailing the settle may still reach the journal; what the last check finds
+        counts."""
         s = self.session
-        await s.venue.sync()
+        end = time.monotonic() + TRAIL_S
+        while True:
+            found, orders, trades = await self._findings(run.found, run)
+            if not self._new(found) or time.monotonic() >= end:
+                break
+            await asyncio.sleep(RECHECK_S)
+        for kind, items in self._new(found).items():
+            s.seen.setdefault(kind, set()).update(items)
+            run.counts[kind] += len(items)
+            run.details += [f"{kind}: {d}" for d in sorted(items)]
+        mine = {o["orderId"] for o in orders if any(o["clientOrderId"].startswith(f"{i}-") for i in run.intent_ids)}
+        run.orders = len(mine)
+        run.fills = sum(1 for t in trades if t["orderId"] in mine)
+
+    async def _findings(self, extra: dict[str, set[str]], run: Run | None = None
+                        ) -> tuple[dict[str, set[str]], list[dict], list[dict]]:
+        """What the checks find now (with ``extra``, found mid-run), the venue's orders and trades."""
+        s = self.session
         ex = await asyncio.to_thread(self._export)
         for iid, intent in ex.intents.items():            # accepted, but the engine died before saying so
-            if intent["text"] == run.text and iid not in run.intent_ids:
+            if run is not None and intent["text"] == run.text and iid not in run.intent_ids:
                 run.intent_ids.append(iid)
                 s.requested[iid] = run.qty
         trades = await s.venue.trades(s.symbol)
@@ -378,16 +468,34 @@ class Drill:
         state = checks.VenueState(s.symbol, trades, orders, await s.venue.open_orders(s.symbol),
                                   await s.venue.position(s.symbol))
         found = checks.check_all(ex, state, s.requested, ROUND_TRIP_MS)
-        for kind, items in run.found.items():
+        for kind, items in extra.items():
             found[kind] = found.get(kind, set()) | items
-        for kind, items in found.items():
-            new = items - s.seen.setdefault(kind, set())
-            s.seen[kind] |= items
-            run.counts[kind] += len(new)
-            run.details += [f"{kind}: {d}" for d in sorted(new)]
-        mine = {o["orderId"] for o in orders if any(o["clientOrderId"].startswith(f"{i}-") for i in run.intent_ids)}
-        run.orders = len(mine)
-        run.fills = sum(1 for t in trades if t["orderId"] in mine)
+        self._note_latest(checks.latest_order(ex, state))
+        return found, orders, trades
+
+    def _new(self, found: dict[str, set[str]]) -> dict[str, set[str]]:
+        """What ``found`` holds that this session has not counted yet."""
+        seen = self.session.seen
+        return {k: new for k, items in found.items() if (new := items - seen.get(k, set()))}
+
+    def _note_latest(self, latest: tuple[int, str] | None) -> None:
+        if latest is not None and (self.latest is None or latest[0] > self.latest[0]):
+            self.latest = latest
+
+    async def _final_check(self, s: Session) -> None:
+        """The session's last check, after its last run's: anything that trailed it counts too."""
+        try:
+            await asyncio.sleep(TRAIL_S)
+            found, _, _ = await self._findings({})
+        except (TimeoutError, RuntimeError, OSError, aiohttp.ClientError, TapeshotError) as exc:
+            self.say(f"session {s.n} end: no final check ({type(exc).__name__}: {exc})"[:300])
+            return
+        new = self._new(found)
+        for kind, items in new.items():
+            self.totals[kind] += len(items)
+            self.say(f"session {s.n} end: {kind} {len(items)}")
+            for d in sorted(items):
+                self.say(f"      ! {kind}: {d}")
 
     # ---- output -------------------------------------------------------------------------------------------------
 
@@ -404,11 +512,19 @@ class Drill:
         unreached = " ".join(f"{k}={n}" for k, n in sorted(self.unreached.items())) or "none"
         counts = " ".join(f"{k}={self.totals[k]}" for k in MISMATCHES)
         ok = not any(self.totals[k] for k in MISMATCHES)
-        return (f"chaos seed {self.opts.seed}: {runs} runs in {elapsed_s / 60:.1f} min, {self.sessions} venue "
-                f"sessions, {self.kills} engine kills\n"
+        return (f"chaos seed {self.opts.seed}: {runs} runs in {elapsed_s / 60:.1f} min at {self.speed:g}x, "
+                f"{self.sessions} venue sessions, {self.kill_runs} kill -9 runs ({self.kills} engine kills)\n"
                 f"  faults: {kinds}\n  not supported by this sim: {unsupported}\n"
                 f"  crash points not reached: {unreached}\n"
+                f"  {self._latest_line()}\n"
                 f"  mismatches: {counts}\n  {'PASS' if ok else 'FAIL'}")
+
+    def _latest_line(self) -> str:
+        """How close to its deadline the latest order reached the venue (exchange time)."""
+        if self.latest is None:
+            return "latest order: none had a deadline"
+        ms, cid = self.latest
+        return f"latest order: {ms:+d} ms from its deadline ({cid}; late beyond +{ROUND_TRIP_MS} ms)"
 
 
 def tape_end_ms(paths: list[str]) -> int:

@@ -1,9 +1,18 @@
-"""The fault catalogue of the drill: what each kind does to the engine or the venue, drawn from a seeded RNG."""
+"""The fault catalogue of the drill: what each kind does to the engine or the venue, and the seeded schedule.
+
+Times in a fault's setting are exchange time where the sim takes exchange time and wall time where it takes wall
+time: the drill may serve the recording faster than real time (``speed``), and its intents' windows are in
+exchange time, so a market stall is drawn in exchange time and handed to the sim in wall ms, and a ban (wall
+seconds at the sim) asks for a window long enough that the engine's wall-clock waits cannot carry an order past
+its deadline (see ``FaultKind.min_window_s``).
+"""
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from engine.crashpoints import POINTS
@@ -13,61 +22,104 @@ CRASH = "crash"         # the engine kills itself at a named point (TAPESHOT_CRA
 SIM = "sim"             # POST /sim/faults
 SUBMIT = "submit"       # several control-socket submits at once
 
+Setting = Callable[[random.Random, float], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class FaultKind:
-    """One kind of fault. ``sim(rng)`` gives the /sim/faults setting; ``early``: set before the intent is sent
-    (order-path faults hit its first orders), else at a random instant inside its window."""
+    """One kind of fault. ``sim(rng, speed)`` gives the /sim/faults setting; ``early``: set before the intent is
+    sent (order-path faults hit its first orders), else at a random instant inside its window."""
 
     name: str
     how: str
-    sim_setting: Any = None
+    sim_setting: Setting | None = None
     early: bool = True
     algo: str | None = None          # the algorithm the fault needs (mid_ladder: a ladder)
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def sim(self, rng: random.Random) -> dict[str, Any]:
-        return self.sim_setting(rng) if self.sim_setting else {}
+    @property
+    def kills(self) -> bool:
+        """Whether this kind kills the engine with SIGKILL (kill -9 from outside, or a crash point)."""
+        return self.how == CRASH or self.name == "kill9"
+
+    @property
+    def crash_point(self) -> str | None:
+        return self.name.removeprefix("crash_") if self.how == CRASH else None
+
+    def sim(self, rng: random.Random, speed: float) -> dict[str, Any]:
+        return self.sim_setting(rng, speed) if self.sim_setting else {}
 
 
-def _k(n: int, m: int):
-    return lambda rng: rng.randint(n, m)
+def min_window_s(setting: dict[str, Any], speed: float) -> int:
+    """The shortest window (exchange s) a setting allows.
+
+    A ban holds the engine's requests ``ban_s`` wall seconds, which the engine weighs against its time left in
+    exchange time; the window must outlast the ban in exchange time, or an order waited out at ``speed`` > 1 lands
+    after a deadline only the speed-up moved (at 1x such a wait is refused). A market stall (set at most half-way
+    through the window) ends a second before the deadline, so the engine's clock, which cannot advance faster than
+    real time while the market is silent, has caught up again when the deadline rule fires."""
+    need = 5
+    if setting.get("ban_s"):
+        need = max(need, math.ceil(speed * setting["ban_s"]) + 2)
+    if setting.get("stall_market_ms"):
+        need = max(need, math.ceil(2 * speed * setting["stall_market_ms"] / 1000) + 2)
+    return need
+
+
+def _count(key: str, lo: int, hi: int) -> Setting:
+    return lambda rng, speed: {key: rng.randint(lo, hi)}
+
+
+def _stall(rng: random.Random, speed: float) -> dict[str, Any]:
+    """1-4 s of silence in exchange time, given to the sim in wall ms."""
+    return {"stall_market_ms": max(1, round(rng.randint(1000, 4000) / speed))}
+
+
+def _ban(rng: random.Random, speed: float) -> dict[str, Any]:
+    return {"http_429": rng.randint(1, 2), "ban_s": rng.randint(1, 2)}
 
 
 CATALOGUE: tuple[FaultKind, ...] = (
     FaultKind("kill9", PROCESS),
     *(FaultKind(f"crash_{p}", CRASH, algo="ladder" if p == "mid_ladder" else None) for p in POINTS),
     FaultKind("sigterm", PROCESS, algo="ladder"),        # a ladder: orders rest when the signal comes
-    FaultKind("drop_market", SIM, lambda r: {"drop_market": True}, early=False),
-    FaultKind("skip_diffs", SIM, lambda r: {"skip_diffs": _k(1, 5)(r)}, early=False),
-    FaultKind("stall_market", SIM, lambda r: {"stall_market_ms": _k(1000, 4000)(r)}, early=False),
-    FaultKind("lose_acks", SIM, lambda r: {"lose_acks": _k(1, 2)(r)}),
-    FaultKind("duplicate_user", SIM, lambda r: {"duplicate_user": _k(2, 10)(r)}),
-    FaultKind("reorder_user", SIM, lambda r: {"reorder_user": _k(2, 10)(r)}),
-    FaultKind("http_5xx", SIM, lambda r: {"http_5xx": _k(1, 3)(r)}),
-    FaultKind("ban", SIM, lambda r: {"http_429": _k(1, 2)(r), "ban_s": _k(2, 4)(r)}),
-    FaultKind("reject_orders", SIM, lambda r: {"reject_orders": _k(1, 3)(r)}),
+    FaultKind("drop_market", SIM, lambda r, s: {"drop_market": True}, early=False),
+    FaultKind("skip_diffs", SIM, _count("skip_diffs", 1, 5), early=False),
+    FaultKind("stall_market", SIM, _stall, early=False),
+    FaultKind("lose_acks", SIM, _count("lose_acks", 1, 2)),
+    FaultKind("duplicate_user", SIM, _count("duplicate_user", 2, 10)),
+    FaultKind("reorder_user", SIM, _count("reorder_user", 2, 10)),
+    FaultKind("http_5xx", SIM, _count("http_5xx", 1, 3)),
+    FaultKind("ban", SIM, _ban),
+    FaultKind("reject_orders", SIM, _count("reject_orders", 1, 3)),
     FaultKind("concurrent_submits", SUBMIT),
 )
 RESET = {"skip_diffs": 0, "duplicate_user": 0, "reorder_user": 0, "lose_acks": 0, "http_5xx": 0, "http_429": 0,
          "reject_orders": 0}
 BY_NAME = {f.name: f for f in CATALOGUE}
+EXTRA_KILLS = 4          # per round of the whole catalogue: 6 + 4 of 21 runs kill (100 kill runs in 10 rounds)
 
 
-class Rotation:
-    """Fault kinds in seeded shuffled rounds (every kind once per round), so short drills still cover them all;
-    a kind the sim refuses is taken out."""
+class Schedule:
+    """Fault kinds in seeded rounds: every kind once per round, plus ``extra`` kill runs (kinds that kill the
+    engine, drawn among those chosen), shuffled; a kind the sim refuses is taken out. Its own RNG, so the fault
+    sequence of a seed is the same whatever happened in the runs."""
 
-    def __init__(self, rng: random.Random, kinds: tuple[FaultKind, ...] = CATALOGUE) -> None:
-        self.rng = rng
+    def __init__(self, seed: int, kinds: tuple[FaultKind, ...] = CATALOGUE, extra: int = 0) -> None:
+        self.rng = random.Random(f"chaos-faults/{seed}")
         self.kinds = list(kinds)
+        self.extra = extra
         self._round: list[FaultKind] = []
 
     def next(self) -> FaultKind:
         if not self._round:
-            self._round = list(self.kinds)
-            self.rng.shuffle(self._round)
+            self._round = self._new_round()
         return self._round.pop()
+
+    def _new_round(self) -> list[FaultKind]:
+        kills = [k for k in self.kinds if k.kills]
+        out = list(self.kinds) + ([self.rng.choice(kills) for _ in range(self.extra)] if kills else [])
+        self.rng.shuffle(out)
+        return out
 
     def drop(self, kind: FaultKind) -> None:
         self.kinds = [k for k in self.kinds if k.name != kind.name] or self.kinds

@@ -55,7 +55,7 @@ class Proc:
                 return
             if self.popen.poll() is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         tail = "".join(ln for ln in self.output().splitlines(True) if "secret" not in ln)[-1500:]
         self.kill()
         raise RuntimeError(f"{self.name} did not start (exit {self.popen.returncode}): {tail}")
@@ -107,9 +107,9 @@ class Proc:
         return time.monotonic() - t0
 
 
-def sim_proc(workdir: Path, port: int, data: list[str] | None, seed: int) -> Proc:
-    """``tapeshot sim`` on ``port`` (1x real time, 1 ms latency each way)."""
-    args = ["sim", "--port", str(port), "--speed", "1", "--seed", str(seed),
+def sim_proc(workdir: Path, port: int, data: list[str] | None, seed: int, speed: float = 1.0) -> Proc:
+    """``tapeshot sim`` on ``port`` (``speed`` x real time, 1 ms exchange-time latency each way)."""
+    args = ["sim", "--port", str(port), "--speed", f"{speed:g}", "--seed", str(seed),
             "--entry-latency", "fixed:1", "--ack-latency", "fixed:1"]
     if data:
         args += ["--data", *data]

@@ -106,7 +106,7 @@ class OrderManager:
         t0 = time.perf_counter_ns()
         try:
             answer = await self.gateway.place(self.params(o), max_wait_ms=max_wait_ms,
-                                              on_sent=lambda: self._transition(o, Trigger.SUBMIT, "submit"))
+                                              on_sent=lambda: self._sent(o))
             ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
         except RiskRefused as exc:
             self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.detail}, reason=exc.detail)
@@ -127,35 +127,36 @@ class OrderManager:
         return o
 
     def _sent(self, o: Order) -> None:
-        """The venue answered, so the bytes left: SUBMITTED if ``on_sent`` did not already say so."""
+        """The order's bytes left (or the venue answered, so they did): SUBMITTED, journalled and reported, once."""
         if o.state is OState.NEW:
             self._transition(o, Trigger.SUBMIT, "submit")
 
     def submit_now(self, o: Order, decision_ns: int = 0, max_wait_ms: int | None = None) -> asyncio.Future:
-        """``submit`` with no task hop: the order is on the wire when this returns (through ``place_now``), then
-        SUBMITTED; journaling and ``on_order`` follow the write (both only enqueue, as in ``submit``, so nothing is
-        less durable). The future resolves to the order once the venue answered or the outcome became unknown."""
+        """``submit`` with no task hop: the order goes on the wire at once when it can (``place_now``), else as
+        soon as the limiter and the connection let it. It is journalled NEW first and SUBMITTED when its bytes
+        leave. The future resolves to the order once the venue answered or the outcome became unknown."""
         if o.client_order_id in self.orders:
             raise StateError(f"order {o.client_order_id} already exists")
         o.created_ms = o.updated_ms = self.clock_ms()
         self.orders[o.client_order_id] = o
         self.live.add(o.client_order_id)
+        self.journal.order(o)
         t0 = time.perf_counter_ns()
-        answer = self.gateway.place_now(self.params(o), decision_ns, max_wait_ms=max_wait_ms)
-        return self._sent_now(o, answer, t0)
+        answer = self.gateway.place_now(self.params(o), decision_ns, max_wait_ms=max_wait_ms,
+                                        on_sent=lambda: self._sent(o))
+        return self._sent_now(o, answer, t0, sent=False)
 
-    def _sent_now(self, o: Order, answer: asyncio.Future, t0: int) -> asyncio.Future:
-        """An order whose request is on the wire: SUBMITTED, journaled, reported; settles when ``answer`` does."""
+    def _sent_now(self, o: Order, answer: asyncio.Future, t0: int, sent: bool = True) -> asyncio.Future:
+        """An order whose request is on the wire (``sent``; else ``on_sent`` says when): registered, SUBMITTED,
+        journaled, reported; settles when ``answer`` does."""
         if o.client_order_id not in self.orders:
             o.created_ms = o.updated_ms = self.clock_ms()
             self.orders[o.client_order_id] = o
             self.live.add(o.client_order_id)
-        if crashpoints.ARMED:
-            crashpoints.reached("after_send")
-        o.apply(Trigger.SUBMIT, o.created_ms)
-        self.journal.order(o)
-        self.journal.order_event(o.client_order_id, o.updated_ms, "submit", o.state.value, None)
-        self.on_order(o, None)
+        if sent:
+            if crashpoints.ARMED:                   # written by the C path, nothing of it journalled yet
+                crashpoints.reached("after_send")
+            self._sent(o)
         done = asyncio.get_running_loop().create_future()
         answer.add_done_callback(lambda f: self._settle(o, f, done, t0))
         return done
@@ -198,6 +199,8 @@ class OrderManager:
             done.cancel()
             return
         exc = answer.exception()
+        if exc is None or isinstance(exc, VenueClientError) or (isinstance(exc, VenueServerError) and exc.sent):
+            self._sent(o)                                   # the venue answered, or bytes may have left
         if exc is None:
             ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
             self.apply_answer(o, answer.result())

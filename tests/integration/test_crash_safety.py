@@ -130,18 +130,20 @@ def test_kill_at_a_crash_point_then_restart(tmp_path, point):
     stack = Stack(tmp_path)
     try:
         stack.run_engine(crash_at=point)
-        ack = stack.submit("long btc 0.3 20s ladder max 20bps -- crash safety")
+        ack = stack.submit("short btc 1.5 30s ladder max 8bps -- crash safety")
         iid = ack["intent_id"]
         assert stack.wait_exit(60) == -signal.SIGKILL
         stack.engine = None
         stack.run_engine()
         state = stack.wait_intent(iid)
-        v, st = _check_truth(stack, iid, Decimal("0.3"))
+        v, st = _check_truth(stack, iid, Decimal("1.5"))
         executed = sum(Decimal(o["executedQty"]) for o in _ours(v["orders"], iid))
         print(f"{point}: intent {state}, venue executed {executed}, position {v['pos']}")
         adopted = Journal(stack.home / "sim" / "journal.sqlite").query(
             "SELECT client_order_id FROM order_events WHERE event='adopted'")
         print(f"adopted from the venue: {[r['client_order_id'] for r in adopted]}")
+        if point == "after_send":     # the first order the C path wrote (it journals after the write)
+            assert [r["client_order_id"] for r in adopted] == [f"{iid}-2"]
         assert {o["clientOrderId"] for o in _ours(v["orders"], iid)} <= set(st.orders)   # every venue order known
         assert state in ("done", "interrupted", "cancelled")
         assert Decimal(st.intents[iid]["report"]["filled"]) == executed
@@ -233,7 +235,7 @@ def test_an_order_the_journal_never_saw_is_adopted_and_counted(tmp_path):
         assert placed["status"] in ("FILLED", "NEW")
         stack.run_engine()
         assert stack.wait_intent(iid) in ("done", "interrupted")
-        v, st = _check_truth(stack, iid, Decimal("0.3"))
+        v, st = _check_truth(stack, iid, Decimal("1.5"))
         assert f"{iid}-7" in st.orders and st.orders[f"{iid}-7"].filled == Decimal("0.100")
         adopted = Journal(stack.home / "sim" / "journal.sqlite").query(
             "SELECT client_order_id FROM order_events WHERE event='adopted'")
