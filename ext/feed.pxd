@@ -26,6 +26,7 @@ cdef class SymbolFeed:
     cdef public bint resync_on_mismatch
     cdef readonly int state
     cdef readonly int64_t last_u
+    cdef int64_t last_pu, last_U          # of the last applied diff: tells a replay from a broken chain
     cdef readonly int64_t snapshot_id
     cdef readonly bint needs_snapshot
     cdef list pending
@@ -75,9 +76,12 @@ cdef class Feed:
     cdef readonly int64_t n_messages, n_errors, n_unknown_symbol, n_other
     cdef readonly int64_t exchange_ns        # newest exchange time seen on any stream
     cdef readonly int64_t exchange_seen_ns   # CLOCK_MONOTONIC when exchange_ns last advanced
+    cdef readonly int64_t wall0_ms           # CLOCK_REALTIME at construction (ms): bounds event times
+    cdef readonly int64_t n_future           # messages refused for an event time over a day ahead
     cdef readonly str last_error
 
     cpdef int on_message(self, bytes data) except -100
+    cdef int64_t time_limit_ms(self) noexcept
     cdef SymbolFeed route(self, Msg* m)
     cdef int dispatch(self, SymbolFeed sf, bytes data) except -100
     cdef void _drain(self, SymbolFeed sf) except *

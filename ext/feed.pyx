@@ -12,13 +12,13 @@ book's top after diff ``k``; checks, mismatches and unchecked tickers are counte
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 import numpy as np
 
 from ext.book cimport ASK, BID, NO_ASK, NO_BID, Book, LevelChange
 from ext.parse cimport (
-    E_GRID, E_NUMBER, E_SYMBOL, F_E, F_pu, K_AGG_TRADE, K_BOOK_TICKER, K_DEPTH, K_OTHER, K_PARTIAL_DEPTH,
+    E_FUTURE, E_GRID, E_NUMBER, E_SYMBOL, F_E, F_pu, K_AGG_TRADE, K_BOOK_TICKER, K_DEPTH, K_OTHER, K_PARTIAL_DEPTH,
     K_SNAPSHOT, K_TRADE, Dec, Grid, Msg, grid_init, msg_free, msg_init, scan, to_units,
 )
 from ext.timing cimport Timing
@@ -68,6 +68,11 @@ cdef class SymbolFeed:
         cdef bint chained
         if self.state == S_SYNCED:
             if m.u <= self.last_u:
+                if (m.pu > self.last_pu) if m.seen & F_pu else (m.U > self.last_U):
+                    self.n_gaps += 1                # continues past the last applied diff, whose u jumped ahead:
+                    self.start_resync()             # not a replay but a broken chain (else the book would freeze)
+                    self.pending.append(raw)
+                    return 0
                 self.n_duplicates += 1              # replayed or duplicated diff: already in the book
                 return 0
             chained = m.pu == self.last_u if m.seen & F_pu else m.U == self.last_u + 1
@@ -130,6 +135,8 @@ cdef class SymbolFeed:
             c.old_qty = self.book.set_level(c.side, c.price, c.qty)
         self.book.recenter_if_needed()
         self.last_u = m.u
+        self.last_pu = m.pu
+        self.last_U = m.U
         self.state = S_SYNCED
         self.n_diffs += 1
         self.n_levels += n
@@ -334,6 +341,7 @@ cdef class Feed:
     """
 
     def __init__(self, instruments, int64_t window=32768, timings=None):
+        cdef timespec ts
         msg_init(&self.msg)
         self.symbols = []
         self.by_symbol = {}
@@ -348,12 +356,19 @@ cdef class Feed:
         self.only = self.symbols[0] if len(self.symbols) == 1 else None
         self.last = None
         self.last_error = ""
+        clock_gettime(CLOCK_REALTIME, &ts)
+        self.wall0_ms = ts.tv_sec * 1000 + ts.tv_nsec // 1000000
 
     def __dealloc__(self):
         msg_free(&self.msg)
 
     def __getitem__(self, str symbol) -> SymbolFeed:
         return self.by_symbol[symbol]
+
+    cdef int64_t time_limit_ms(self) noexcept:
+        """A day past the newest exchange time seen, or past the wall clock at start (a replay's old tape)."""
+        cdef int64_t seen = self.exchange_ns // MS
+        return (seen if seen > self.wall0_ms else self.wall0_ms) + 86_400_000
 
     cdef SymbolFeed route(self, Msg* m):
         cdef SymbolFeed sf
@@ -371,6 +386,7 @@ cdef class Feed:
         cdef int r = scan(data, len(data), &self.msg)
         cdef SymbolFeed sf
         cdef timespec ts
+        cdef int64_t limit
         self.n_messages += 1
         if r < 0:
             self.n_errors += 1
@@ -379,6 +395,12 @@ cdef class Feed:
         if r == K_OTHER or r == K_PARTIAL_DEPTH:
             self.n_other += 1
             return 0
+        limit = self.time_limit_ms()
+        if self.msg.E > limit or self.msg.T > limit:
+            self.n_errors += 1                      # decades ahead (or past int64 ns): never moves our clocks
+            self.n_future += 1
+            self.last_error = f"event time {max(self.msg.E, self.msg.T)} ms is over a day ahead"
+            return E_FUTURE
         if self.msg.seen & F_E and self.exchange_ns < self.msg.E * MS:
             self.exchange_ns = self.msg.E * MS
             clock_gettime(CLOCK_MONOTONIC, &ts)

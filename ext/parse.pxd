@@ -18,6 +18,7 @@ cdef enum:
     E_GRID = -4          # a price or quantity off the instrument's tick/step grid
     E_SYMBOL = -5        # a symbol the feed does not know
     E_TOO_BIG = -6       # more levels than any Binance message carries
+    E_FUTURE = -7        # an event time over a day ahead of everything seen (and of the wall clock)
 
 cdef enum:                 # Msg.seen bits
     F_E = 1
@@ -53,6 +54,7 @@ cdef struct RawLevel:
 
 cdef struct Msg:
     int32_t kind
+    int32_t enveloped    # the first key is "stream": a combined-stream envelope, whose event is "data" alone
     int32_t err_at       # byte offset where scanning failed
     int64_t E, T, U, u, pu, trade_id, first_id, last_id
     int32_t seen         # bitmask of F_* fields present

@@ -37,15 +37,12 @@ cdef void msg_free(Msg* m) noexcept nogil:
     m.cap = 0
 
 
-cdef inline void _reset(Msg* m) noexcept nogil:
-    m.kind = K_NONE
-    m.err_at = -1
+cdef inline void _reset_event(Msg* m) noexcept nogil:
+    """Forget every event field (not the envelope's ``stream``)."""
     m.seen = 0
     m.n_levels = 0
     m.sym = NULL
     m.sym_len = 0
-    m.stream = NULL
-    m.stream_len = 0
     m.ev = NULL
     m.ev_len = 0
     m.maker = -1
@@ -53,6 +50,15 @@ cdef inline void _reset(Msg* m) noexcept nogil:
     m.pu = -1
     m.E = m.T = m.U = m.u = 0           # absent fields read as 0, never as a previous message's value
     m.trade_id = m.first_id = m.last_id = 0
+
+
+cdef inline void _reset(Msg* m) noexcept nogil:
+    m.kind = K_NONE
+    m.err_at = -1
+    m.enveloped = 0
+    _reset_event(m)
+    m.stream = NULL
+    m.stream_len = 0
 
 
 cdef int grid_init(Grid* g, int64_t size_mant, int32_t size_dec) noexcept nogil:
@@ -298,6 +304,12 @@ cdef const char* _value(const char* p, const char* end, const char* k, int32_t k
     """Read the value of key ``k`` into ``m`` (or skip it)."""
     cdef char c0 = k[0] if kn > 0 else 0
     cdef char v0 = p[0]
+    if nesting == 0 and m.enveloped:                # the event is the envelope's "data", nothing beside it
+        if _is(k, kn, b"data", 4) and v0 == b'{':
+            return _object(p, end, m, 1)
+        if _is(k, kn, b"stream", 6):
+            return _str(p, end, &m.stream, &m.stream_len)
+        return _skip(p, end)
     if kn == 1:
         if c0 == b'E':
             m.seen |= F_E
@@ -381,8 +393,6 @@ cdef const char* _value(const char* p, const char* end, const char* k, int32_t k
         return _levels(p, end, m, 1)
     if nesting == 0 and _is(k, kn, b"stream", 6):
         return _str(p, end, &m.stream, &m.stream_len)
-    if nesting == 0 and _is(k, kn, b"data", 4) and v0 == b'{':
-        return _object(p, end, m, 1)
     return _skip(p, end)
 
 
@@ -425,7 +435,7 @@ cdef inline bint _has(Msg* m, int32_t bits) noexcept nogil:
 cdef int _classify(Msg* m) noexcept nogil:
     """Name the event from ``e`` (or from its shape when ``e`` is absent) and check its required fields."""
     cdef int kind
-    if m.ev_len > 0:
+    if m.seen & F_e:                                  # an "e" names the event, even an empty one (then: other)
         if _is(m.ev, m.ev_len, b"depthUpdate", 11):
             kind = K_DEPTH
         elif _is(m.ev, m.ev_len, b"bookTicker", 10):
@@ -489,8 +499,13 @@ cdef int scan(const char* buf, Py_ssize_t n, Msg* m) noexcept nogil:
     """Scan one message into ``m``; returns its kind (> 0) or an error code (< 0), m.err_at = failing offset."""
     cdef const char* end = buf + n
     cdef const char* p
+    cdef const char* q
     _reset(m)
-    p = _object(_ws(buf, end), end, m, 0)
+    p = _ws(buf, end)
+    q = _ws(p + 1, end) if p < end else end
+    if end - q >= 8 and memcmp(q, b'"stream"', 8) == 0:
+        m.enveloped = 1                              # Binance's combined stream: {"stream": .., "data": {event}}
+    p = _object(p, end, m, 0)
     if p == NULL:
         if m.err_at == -2:
             m.err_at = 0
@@ -510,7 +525,7 @@ cdef int scan(const char* buf, Py_ssize_t n, Msg* m) noexcept nogil:
 KIND_NAMES = {K_DEPTH: "depthUpdate", K_BOOK_TICKER: "bookTicker", K_TRADE: "trade", K_AGG_TRADE: "aggTrade",
               K_SNAPSHOT: "snapshot", K_PARTIAL_DEPTH: "partialDepth", K_OTHER: "other"}
 ERROR_NAMES = {E_SYNTAX: "syntax", E_NUMBER: "number", E_MISSING: "missing field", E_GRID: "off grid",
-               E_SYMBOL: "unknown symbol", E_TOO_BIG: "too many levels"}
+               E_SYMBOL: "unknown symbol", E_TOO_BIG: "too many levels", E_FUTURE: "event time ahead"}
 DEPTH = K_DEPTH
 BOOK_TICKER = K_BOOK_TICKER
 TRADE = K_TRADE

@@ -130,12 +130,15 @@ def parse_message(data: bytes) -> dict:
     if not isinstance(obj, dict):
         raise ValueError("syntax: not an object")
     stream = obj.get("stream") if isinstance(obj.get("stream"), str) else ""
-    if isinstance(obj.get("data"), dict):
-        obj = {**{k: v for k, v in obj.items() if k not in ("data", "stream")}, **obj["data"]}
+    if next(iter(obj), None) == "stream":     # a combined-stream envelope: the event is "data", nothing beside it
+        obj = obj["data"] if isinstance(obj.get("data"), dict) else {}
     return _classify(obj, stream)
 
 
 def _classify(d: dict, stream: str) -> dict:
+    for key in ("e", "s"):                    # the scanner reads these only as strings
+        if key in d and not isinstance(d[key], str):
+            raise ValueError(f"syntax: {key} is not a string")
     ev = d.get("e")
     if ev is not None:
         if ev not in _KINDS:

@@ -238,3 +238,45 @@ def test_a_book_that_loses_its_touch_is_caught_by_the_oracle(sample):
     for m in tampered:
         feed.on_message(m)
     assert feed["BTCUSDT"].n_resyncs >= 1 and feed["BTCUSDT"].needs_snapshot
+
+
+def _depth_msg(raw: bytes) -> dict:
+    """The depth event inside a recorded message (combined-stream envelope or bare)."""
+    obj = orjson.loads(raw)
+    return obj.get("data", obj)
+
+
+def test_a_diff_whose_u_jumps_ahead_is_a_gap_not_a_frozen_book(sample):
+    """A chained diff with a forged u far ahead made every later diff look like a replay: the book froze while
+    it reported synced. The next diff, which continues past the jumped one, is now a broken chain: gap, resync."""
+    msgs = read_messages([sample])
+    ks = kinds(msgs)
+    depth_idx = [i for i, k in enumerate(ks) if k == "depthUpdate"]
+    at = depth_idx[len(depth_idx) // 3]
+    feed = Feed([BTC])
+    sf = feed["BTCUSDT"]
+    for m in msgs[:at]:
+        feed.on_message(m)
+    assert sf.synced
+    forged = _depth_msg(msgs[at])
+    forged["u"] = forged["u"] + 10**12               # still chained (its pu is right), u far ahead
+    feed.on_message(orjson.dumps(forged))
+    assert sf.synced and sf.last_u == forged["u"]
+    nxt = depth_idx[depth_idx.index(at) + 1]
+    for m in msgs[at + 1: nxt + 1]:
+        feed.on_message(m)
+    assert sf.n_gaps == 1 and not sf.synced and sf.needs_snapshot
+    assert sf.n_duplicates == 0                        # nothing was mistaken for a replay
+
+
+def test_event_times_decades_ahead_are_refused(sample):
+    msgs = read_messages([sample])
+    feed = Feed([BTC])
+    for m in msgs[:200]:
+        feed.on_message(m)
+    before = feed.exchange_ns
+    ahead = _depth_msg(next(m for m, k in zip(msgs, kinds(msgs), strict=True) if k == "depthUpdate"))
+    for field, value in (("E", 10**15), ("T", 10**15), ("E", 9 * 10**18)):   # year 33658, and past int64 ns
+        feed.on_message(orjson.dumps({**ahead, field: value}))
+        assert feed.exchange_ns == before and "ahead" in feed.last_error
+    assert feed.n_future == 3 and feed["BTCUSDT"].synced

@@ -6,7 +6,7 @@ import random
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.feed.recording import read_messages
@@ -185,3 +185,33 @@ def test_partial_depth_stream_is_not_a_diff():
 
 def test_subscription_answer_is_other():
     assert parse(b'{"result":null,"id":1}') == {"kind": "other"} == parse_message(b'{"result":null,"id":1}')
+
+
+def test_envelope_keys_beside_data_are_not_the_event(sample):
+    """In a combined-stream envelope (its first key "stream"), only ``data`` is the event: a top-level "u" (or any
+    event key) before or after ``data`` changes nothing, in the scanner and the reference alike."""
+    raw = next(m for m in read_messages([sample]) if b'"depthUpdate"' in m)
+    env = orjson.loads(raw)
+    assert next(iter(env)) == "stream"
+    want = parse(raw)
+    for extra in ({"u": 1}, {"U": 5, "pu": 7}, {"s": "ETHUSDT", "E": 10**12}, {"b": [["1", "1"]], "e": "trade"},
+                  {"u": ""}, {"T": "x"}):
+        for before_data in (True, False):
+            obj = ({"stream": env["stream"], **extra, "data": env["data"]} if before_data
+                   else {"stream": env["stream"], "data": env["data"], **extra})
+            data = orjson.dumps(obj)
+            assert parse(data) == want == parse_message(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["u", "U", "pu", "E", "T"]), st.integers(0, 10**13), max_size=4)
+       | st.dictionaries(st.sampled_from(["s", "e", "x"]), st.text(max_size=12), max_size=3),
+       st.booleans())
+def test_envelope_mutations_agree_with_the_reference(sample, extra, first):
+    raw = next(m for m in read_messages([sample]) if b'"depthUpdate"' in m)
+    env = orjson.loads(raw)
+    obj = {**extra, **env} if first else {**env, **extra}
+    fast, ref = both(orjson.dumps(obj))
+    assert fast == ref
+    if not first:                                       # still an envelope: the event read is data's, unchanged
+        assert fast == parse(raw)
