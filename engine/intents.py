@@ -12,13 +12,19 @@ Sizes: a plain number is base quantity; ``5k``/``2.5m`` or ``$5000``/``5000usdt`
 Windows: ``30s``, ``1m``, ``45sec``, optionally after ``within``/``in``; 5 to 60 s. Slippage: ``max 8bps``,
 ``8 bps``, ``slip 8``. Deadline rule: ``complete`` (default: finish with a marketable order inside the cap) or
 ``cancel`` (cancel the rest). Rationale: anything after ``--``, ``#``, ``because``, ``why:`` or in quotes.
+
+Hostile input changes nothing: an intent is at most ``MAX_INTENT_CHARS`` characters (Telegram's message limit)
+and ``MAX_WORDS`` words before its rationale, and reading one is linear in its length (no regex here can
+backtrack). Numbers are plain ASCII decimals (no exponent, sign, NaN or Infinity) from ``MIN_NUMBER`` to
+``MAX_NUMBER`` with at most ``MAX_DECIMALS`` decimals; anything else is an ``IntentError`` that names the value
+and the accepted range, so nothing downstream meets a number it cannot hold.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 
 from engine.errors import ConfigError
@@ -31,6 +37,13 @@ DEFAULT_EXIT_WINDOW_S = 10.0
 DEFAULT_MAX_SLIPPAGE_BPS = 10.0
 MAX_SLIPPAGE_BPS = 500.0
 ALGOS = ("auto", "sniper", "ladder")
+MAX_INTENT_CHARS = 4096            # Telegram's message limit; longer text is refused before it is read
+MAX_WORDS = 40                     # words before the rationale (the longest real phrasing has about ten)
+MAX_WORD_CHARS = 32                # the longest word of the grammar ("$1000000000usdt", a symbol) is shorter
+MAX_SYMBOL_CHARS = 20
+MAX_NUMBER = Decimal(1_000_000_000)    # sizes (base or USDT), limit prices and TP/SL levels
+MAX_DECIMALS = 8                       # Binance's finest grid
+MIN_NUMBER = Decimal(1).scaleb(-MAX_DECIMALS)
 
 _ENTER = {"long": Side.BUY, "buy": Side.BUY, "short": Side.SELL, "sell": Side.SELL}
 _EXIT = {"flat", "exit", "close"}
@@ -73,35 +86,47 @@ class Intent:
     def describe(self) -> str:
         """A one-line echo of what was understood, for the trader's confirmation."""
         if self.kind is IntentKind.ENTER:
-            size = f"{self.qty}" if self.qty is not None else f"{self.notional} USDT of"
-            extra = f", limit {self.limit_price}" if self.limit_price is not None else ""
+            size = f"{self.qty:f}" if self.qty is not None else f"{self.notional:f} USDT of"
+            extra = f", limit {self.limit_price:f}" if self.limit_price is not None else ""
             return (f"{'LONG' if self.side is Side.BUY else 'SHORT'} {size} {self.symbol} within {self.window_s:g}s, "
                     f"max {self.max_slippage_bps:g} bps, {self.algo}, {self.on_deadline} at deadline{extra}")
         if self.kind is IntentKind.EXIT:
-            size = "all" if self.qty is None and self.notional is None else str(self.qty or f"{self.notional} USDT")
+            size = ("all" if self.qty is None and self.notional is None
+                    else f"{self.qty:f}" if self.qty is not None else f"{self.notional:f} USDT")
             return f"EXIT {size} {self.symbol} within {self.window_s:g}s, max {self.max_slippage_bps:g} bps"
         if self.kind in (IntentKind.TP, IntentKind.SL):
-            return f"{self.kind.value.upper()} {self.symbol} " + (f"at {self.price}" if self.price else "removed")
+            return f"{self.kind.value.upper()} {self.symbol} " + (f"at {self.price:f}" if self.price else "removed")
         if self.kind is IntentKind.CANCEL:
             return f"CANCEL {self.symbol or 'all'}"
         return f"STATUS {self.symbol or 'all'}"
 
 
-_RATIONALE = re.compile(r"""\s(?:--|\#|because\b|why:)\s*(.*)$|\s["“](.*)["”]\s*$""", re.IGNORECASE | re.DOTALL)
-_WINDOW = re.compile(r"^(\d+(?:\.\d+)?)(s|sec|secs|second|seconds|m|min|mins|minute)$")
-_BPS = re.compile(r"^(\d+(?:\.\d+)?)(bps|bp)$")
-_NOTIONAL = re.compile(r"^\$?(\d+(?:\.\d+)?)(k|m)?(usdt|usd|\$)?$")
+# A rationale starts at the first whitespace followed by a marker, or at the first whitespace followed by an opening
+# quote when the text ends with a closing one. Each pattern matches a fixed few characters at a position, so a
+# search is linear; the closing quote is found with rstrip, never by backtracking.
+_MARKER = re.compile(r"\s(?:--|\#|because\b|why:)", re.IGNORECASE)
+_OPEN_QUOTE = re.compile(r"\s[\"“]")
+_CLOSE_QUOTES = ('"', "”")
+_NUM = r"[0-9]+(?:\.[0-9]+)?"
+_PLAIN = re.compile(_NUM)
+_WINDOW = re.compile(rf"({_NUM})(s|sec|secs|second|seconds|m|min|mins|minute)")
+_BPS = re.compile(rf"({_NUM})(bps|bp)")
+_NOTIONAL = re.compile(rf"\$?({_NUM})(k|m)?(usdt|usd|\$)?")
+_SYMBOL = re.compile(r"[A-Z0-9]+")
+_WORDS = re.compile(r"[\s,]+")
 
 
 def parse(text: str, defaults: dict | None = None) -> Intent:
     """Read one intent; raises IntentError with a precise message."""
+    if not isinstance(text, str):
+        raise IntentError(f"an intent is text, not {type(text).__name__}")
+    if len(text) > MAX_INTENT_CHARS:
+        raise IntentError(f"intent too long: {len(text)} characters, at most {MAX_INTENT_CHARS}")
     raw = text.strip()
     if not raw:
         raise IntentError("empty intent: try 'long btc 0.5 30s max 8bps'")
     body, rationale = _split_rationale(" " + raw)
-    words = [w for w in re.split(r"[\s,]+", body.strip().lower()) if w]
-    if not words:
-        raise IntentError("empty intent: try 'long btc 0.5 30s max 8bps'")
+    words = _words(body)
     head, rest = words[0], words[1:]
     if head in _ENTER:
         return _enter(_ENTER[head], rest, rationale, raw, defaults or {})
@@ -116,50 +141,107 @@ def parse(text: str, defaults: dict | None = None) -> Intent:
     raise IntentError(f"unknown action {head!r}: start with long, short, flat, tp, sl, cancel or status")
 
 
+def _words(body: str) -> list[str]:
+    """The words before the rationale, lower-cased: 1 to MAX_WORDS of at most MAX_WORD_CHARS characters each.
+    The split stops after MAX_WORDS + 1 separators, so a long body costs no more than a short one."""
+    words = [w for w in _WORDS.split(body.strip().lower(), maxsplit=MAX_WORDS + 1) if w]
+    if not words:
+        raise IntentError("empty intent: try 'long btc 0.5 30s max 8bps'")
+    if len(words) > MAX_WORDS:
+        raise IntentError(f"intent too long: more than {MAX_WORDS} words before the rationale "
+                          "(put the reason after '--')")
+    for w in words:
+        if len(w) > MAX_WORD_CHARS:
+            raise IntentError(f"{_show(w)} is too long for one word (at most {MAX_WORD_CHARS} characters); "
+                              f"{_accepted('a size or price')}")
+    return words
+
+
 def _split_rationale(text: str) -> tuple[str, str]:
-    m = _RATIONALE.search(text)
-    if not m:
+    """(body, rationale): split at the earliest marker (``--``, ``#``, ``because``, ``why:``) or opening quote
+    whose closing quote ends the text; a marker wins a tie. Linear in ``len(text)``."""
+    marker = _MARKER.search(text)
+    quote = _quoted_from(text, marker.start() if marker else len(text))
+    if quote is not None:
+        start, end = quote
+        return text[:start], text[start + 2:end].strip()
+    if marker is None:
         return text, ""
-    return text[: m.start()], (m.group(1) or m.group(2) or "").strip()
+    return text[:marker.start()], text[marker.end():].strip()
+
+
+def _quoted_from(text: str, before: int) -> tuple[int, int] | None:
+    """(start, closing quote index) of a quoted rationale starting before ``before``, or None."""
+    opening = _OPEN_QUOTE.search(text, 0, min(before, len(text)) + 1)
+    if opening is None or opening.start() >= before:
+        return None
+    end = len(text.rstrip()) - 1
+    if end < opening.start() + 2 or text[end] not in _CLOSE_QUOTES:
+        return None
+    return opening.start(), end
 
 
 def symbol(word: str) -> str:
     """``btc`` / ``BTC`` / ``btcusdt`` / ``BTC-USDT`` -> ``BTCUSDT``."""
     w = word.replace("-", "").replace("/", "").replace("_", "").upper()
-    if not w.isalnum() or not w:
-        raise IntentError(f"{word!r} is not a symbol")
+    if not 0 < len(w) <= MAX_SYMBOL_CHARS or not _SYMBOL.fullmatch(w):
+        raise IntentError(f"{_show(word)} is not a symbol: letters and digits, at most {MAX_SYMBOL_CHARS}")
     w = _ALIASES.get(w.lower(), w)
     return w if w.endswith(_QUOTES) else w + "USDT"
 
 
-def _dec(word: str, what: str) -> Decimal:
-    try:
-        d = Decimal(word)
-    except InvalidOperation:
-        raise IntentError(f"can't read {word!r} as {what}") from None
-    if not d.is_finite() or d <= 0:
-        raise IntentError(f"{what} must be positive, got {word!r}")
+def _cut(word: str, keep: int = 24) -> str:
+    """``word`` for a message: cut to ``keep`` characters, with its length, when longer."""
+    return word if len(word) <= keep else f"{word[:keep]}... ({len(word)} characters)"
+
+
+def _show(word: str, keep: int = 24) -> str:
+    """``word`` quoted for a message, cut to ``keep`` characters (with its length) when longer."""
+    return repr(word) if len(word) <= keep else f"{word[:keep]!r}... ({len(word)} characters)"
+
+
+def _accepted(what: str, top: Decimal = MAX_NUMBER) -> str:
+    return f"{what} is a plain number from {MIN_NUMBER:f} to {top:f} with at most {MAX_DECIMALS} decimals"
+
+
+def _dec(word: str, what: str, top: Decimal = MAX_NUMBER) -> Decimal:
+    """A plain decimal in [MIN_NUMBER, top] with at most MAX_DECIMALS decimals, else a clear IntentError."""
+    if not _PLAIN.fullmatch(word):
+        if word.startswith("-") and _PLAIN.fullmatch(word[1:]):
+            raise IntentError(f"{what} must be positive, got {_show(word)}; {_accepted(what, top)}")
+        raise IntentError(f"can't read {_show(word)} as {what}; {_accepted(what, top)}")
+    whole, _, frac = word.partition(".")
+    if len(frac) > MAX_DECIMALS:
+        raise IntentError(f"{what} {_show(word)} has {len(frac)} decimals; {_accepted(what, top)}")
+    if len(whole.lstrip("0")) > len(str(int(top))):
+        raise IntentError(f"{what} {_show(word)} is too large; {_accepted(what, top)}")
+    d = Decimal(word)
+    if d <= 0:
+        raise IntentError(f"{what} must be positive, got {_show(word)}; {_accepted(what, top)}")
+    if d > top:
+        raise IntentError(f"{what} {_show(word)} is too large; {_accepted(what, top)}")
     return d
 
 
 def _size(word: str) -> tuple[Decimal | None, Decimal | None]:
     """(base qty, quote notional) from one size word."""
-    m = _NOTIONAL.match(word)
+    m = _NOTIONAL.fullmatch(word)
     if m and (m.group(2) or m.group(3) or word.startswith("$")):
-        value = _dec(m.group(1), "a size")
         mult = {"k": 1000, "m": 1_000_000}.get(m.group(2) or "", 1)
-        return None, value * mult
+        value = _dec(m.group(1), "a USDT size", MAX_NUMBER / mult) * mult
+        return None, value
     return _dec(word, "a size"), None
 
 
 def _window(word: str) -> float | None:
-    m = _WINDOW.match(word)
+    m = _WINDOW.fullmatch(word)
     if not m:
         return None
-    seconds = float(m.group(1)) * (60 if m.group(2).startswith("m") else 1)
+    number = m.group(1)
+    seconds = float(number[:16]) * (60 if m.group(2).startswith("m") else 1) if len(number) <= 16 else float("inf")
     if not MIN_WINDOW_S <= seconds <= MAX_WINDOW_S:
         hint = " (USDT millions: write $2.5m)" if m.group(2).startswith("m") else ""
-        raise IntentError(f"window {word} is outside {MIN_WINDOW_S:g}-{MAX_WINDOW_S:g} s{hint}")
+        raise IntentError(f"window {_cut(word)} is outside {MIN_WINDOW_S:g}-{MAX_WINDOW_S:g} s{hint}")
     return seconds
 
 
@@ -184,7 +266,7 @@ class _Opts:
                 i = self._keyword(w, nxt, words, i)
             elif (win := _window(w)) is not None:
                 self.window_s = win
-            elif m := _BPS.match(w):
+            elif m := _BPS.fullmatch(w):
                 self.max_bps = self._bps(m.group(1))
             elif w in ALGOS:
                 self.algo = w
@@ -201,7 +283,7 @@ class _Opts:
         if w in ("max", "cap", "slip", "slippage") and nxt is not None:
             if nxt in ("bps", "bp"):
                 raise IntentError("slippage cap needs a number: 'max 8bps'")
-            m = _BPS.match(nxt)
+            m = _BPS.fullmatch(nxt)
             number = m.group(1) if m else nxt
             self.max_bps = self._bps(number)
             i += 1
@@ -215,12 +297,13 @@ class _Opts:
 
     @staticmethod
     def _bps(number: str) -> float:
-        try:
-            v = float(number)
-        except ValueError:
-            raise IntentError(f"can't read {number!r} as a slippage cap in bps") from None
+        """A slippage cap in bps: a plain number in (0, MAX_SLIPPAGE_BPS]."""
+        if not _PLAIN.fullmatch(number):
+            raise IntentError(f"can't read {_show(number)} as a slippage cap in bps; it is a plain number in "
+                              f"0-{MAX_SLIPPAGE_BPS:g}")
+        v = float(number) if len(number) <= 16 else float("inf")
         if not 0 < v <= MAX_SLIPPAGE_BPS:
-            raise IntentError(f"slippage cap {number} bps is outside 0-{MAX_SLIPPAGE_BPS:g}")
+            raise IntentError(f"slippage cap {_cut(number)} bps is outside 0-{MAX_SLIPPAGE_BPS:g}")
         return v
 
 

@@ -28,6 +28,7 @@ from engine.oms.orders import FINAL_STATES, VENUE_STATUS, Fill, Order, OState, T
 from engine.oms.positions import Book
 from engine.venues.binance import codes
 from engine.venues.binance.gateway import OrderGateway
+from engine.venues.binance.streams import read_order_update
 
 log = logging.getLogger(__name__)
 
@@ -262,22 +263,23 @@ class OrderManager:
         return self.venue_filled.get(o.client_order_id, Decimal(0)) > o.filled
 
     def on_user_event(self, ev: dict) -> None:
-        """One user-data-stream event (``ORDER_TRADE_UPDATE``; others are ignored here)."""
-        if ev.get("e") != "ORDER_TRADE_UPDATE":
+        """One user-data-stream event (``ORDER_TRADE_UPDATE``; others are ignored here). A malformed one raises
+        ``DataError`` before anything changes (``read_order_update``); the user stream counts and skips it."""
+        if not isinstance(ev, dict) or ev.get("e") != "ORDER_TRADE_UPDATE":
             return
-        x = ev["o"]
-        o = self.orders.get(x.get("c", ""))
+        x = read_order_update(ev)
+        o = self.orders.get(x.cid)
         if o is None:
             self.unknown_events += 1
             return
-        if x.get("i") is not None:
-            o.venue_order_id = int(x["i"])
+        if x.order_id is not None:
+            o.venue_order_id = x.order_id
         self.venue_filled[o.client_order_id] = max(self.venue_filled.get(o.client_order_id, Decimal(0)),
-                                                   Decimal(x.get("z", "0")))
-        kind = x.get("x")
+                                                   x.executed)
+        kind = x.kind
         if kind == "TRADE":
-            self.add_fill(o, Fill(int(x["t"]), o.client_order_id, o.symbol, o.side, Decimal(x["L"]), Decimal(x["l"]),
-                                  Decimal(x.get("n") or "0"), bool(x.get("m")), int(x.get("T") or ev.get("T") or 0)))
+            self.add_fill(o, Fill(x.trade_id, o.client_order_id, o.symbol, o.side, x.price, x.qty, x.fee, x.maker,
+                                  x.time_ms))
         elif kind == "NEW":
             self._transition(o, Trigger.ACK, "ack")
             crashpoints.reached("on_ack")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.intents import Intent, IntentError, IntentKind, parse
+from engine.intents import MAX_INTENT_CHARS, Intent, IntentError, IntentKind, _split_rationale, parse
 from engine.model import Side
 
 
@@ -91,3 +92,104 @@ def test_describe_echoes_what_was_understood():
 def test_any_text_parses_or_fails_cleanly(text):
     with contextlib.suppress(IntentError):
         parse(text)
+
+
+# ---- hostile input: every refusal names the value and the accepted range; reading is linear -------------------
+
+RANGE = "from 0.00000001 to 1000000000 with at most 8 decimals"
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("long btc 1e30 10s", ["'1e30'", RANGE]),
+    ("long btc 0.1 limit 1e999999", ["'1e999999'", "a limit price", RANGE]),
+    ("tp btc 9e30", ["'9e30'", "a price", RANGE]),
+    ("sl btc 1E-5", ["'1e-5'", RANGE]),
+    ("long btc NaN", ["'nan'", RANGE]),
+    ("long btc Infinity", ["'infinity'", RANGE]),
+    ("long btc inf", ["'inf'", RANGE]),
+    ("long btc -0.5", ["must be positive, got '-0.5'", RANGE]),
+    ("long btc 0.1 @-5", ["must be positive, got '-5'", RANGE]),
+    ("long btc 1000000001", ["'1000000001' is too large", RANGE]),
+    ("long btc 0.000000001", ["9 decimals", RANGE]),
+    ("long btc 1_000", ["'1_000'", RANGE]),
+    ("long btc +1", ["'+1'", RANGE]),
+    ("long btc \u0661\u0662", ["'\u0661\u0662'", RANGE]),              # Arabic-Indic digits are not ours
+    ("long btc $2000000k", ["'2000000' is too large", "to 1000000 with"]),
+    ("long btc " + "9" * 33, ["(33 characters) is too long", RANGE]),
+    ("long btc 0.1 max 1e2", ["'1e2'", "0-500"]),
+    ("long btc 0.1 max nan", ["'nan'", "0-500"]),
+    ("long btc 0.1 max " + "9" * 25 + "bps", ["is outside 0-500"]),
+    ("long btc 0.1 " + "9" * 25 + "s", ["is outside 5-60 s"]),
+    ("long " + "b" * 21 + " 1", ["not a symbol", "at most 20"]),
+])
+def test_hostile_numbers_are_clear_errors(text, needles):
+    with pytest.raises(IntentError) as exc:
+        parse(text)
+    for needle in needles:
+        assert needle in str(exc.value), (needle, str(exc.value))
+
+
+def test_the_largest_accepted_values_parse():
+    it = parse("long btc 1000000000 60s max 500bps limit 999999999.99999999")
+    assert (it.qty, it.limit_price, it.window_s, it.max_slippage_bps) == (
+        Decimal(1_000_000_000), Decimal("999999999.99999999"), 60, 500)
+    assert parse("long btc $1000000k").notional == Decimal(1_000_000_000)
+    assert parse("tp btc 0.00000001").price == Decimal("0.00000001")
+
+
+def test_an_intent_over_telegrams_limit_is_refused_before_it_is_read():
+    at_limit = "long btc 0.5 -- " + "x" * (MAX_INTENT_CHARS - 16)
+    assert len(at_limit) == MAX_INTENT_CHARS and parse(at_limit).qty == Decimal("0.5")
+    for text in (at_limit + "x", " \u201c" * 20000, "long btc " + "9" * 1_000_001):
+        with pytest.raises(IntentError, match=f"intent too long: {len(text)} characters, at most 4096"):
+            parse(text)
+
+
+def test_too_many_words_are_refused():
+    with pytest.raises(IntentError, match="more than 40 words"):
+        parse("long btc 0.5 " + "a " * 2000)
+
+
+def test_text_must_be_a_string():
+    with pytest.raises(IntentError, match="an intent is text, not bytes"):
+        parse(b"long btc 1")  # type: ignore[arg-type]
+
+
+# The rationale regex before it was made linear: the reference for what a rationale is.
+_OLD_RATIONALE = re.compile(r"""\s(?:--|\#|because\b|why:)\s*(.*)$|\s["“](.*)["”]\s*$""", re.IGNORECASE | re.DOTALL)
+
+
+def _old_split(text: str) -> tuple[str, str]:
+    m = _OLD_RATIONALE.search(text)
+    if not m:
+        return text, ""
+    return text[: m.start()], (m.group(1) or m.group(2) or "").strip()
+
+
+_PIECES = st.sampled_from([" ", "  ", "\t", "\n", "\xa0", "\u2028", "\x1c", "-", "--", "#", "because", "BeCaUsE",
+                           "becausex", "why:", "WHY:", "why", '"', "“", "”", "x", "long btc 0.5", ",", ":", "1"])
+
+
+@given(st.lists(_PIECES, max_size=24).map("".join))
+def test_rationale_split_agrees_with_the_old_regex(text):
+    assert _split_rationale(text) == _old_split(text)
+
+
+_HOSTILE = st.sampled_from([" \u201c", ' "', "\u201d", " --", " #", " because", " why:", " 1e30", " -1", " nan",
+                            " 9" * 40, " long", " btc", " limit", " max", " 8bps", " 30s", " $5k", " @", ",", "\x00",
+                            "\u0661", "²", " tp", " sl", " off", " cancel", " all"])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=MAX_INTENT_CHARS + 8),
+                 st.lists(_HOSTILE, max_size=1200).map("".join),
+                 st.tuples(_HOSTILE, st.integers(1, 2100)).map(lambda t: t[0] * t[1])))
+def test_hostile_text_only_ever_raises_the_grammars_error(text):
+    """Arbitrary and adversarial text (bounded by the hypothesis deadline in time): an Intent or an IntentError."""
+    try:
+        it = parse(text)
+    except IntentError as exc:
+        assert str(exc) and len(str(exc)) < 400
+        return
+    for value in (it.qty, it.notional, it.limit_price, it.price):
+        assert value is None or Decimal("0.00000001") <= value <= Decimal(1_000_000_000)

@@ -4,6 +4,10 @@ Requests are JSON text frames ``{"id", "method", "params"}``; signed params carr
 HMAC ``signature`` over the params sorted by name. Answers are matched by id; ``rateLimits`` in each answer keep
 the shared limiter in step. A dropped connection fails every request in flight with ``VenueServerError``: its
 outcome is unknown and the OMS resolves it by querying the order.
+
+A malformed answer (not JSON, not an object, an id that is not an integer, a status, error or result of the wrong
+type) is counted in ``bad_answers``, logged without its content and skipped; the reader lives on. When its id is
+a request in flight, that request fails with ``VenueServerError(UNEXPECTED_RESP)``: its outcome is unknown.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +27,8 @@ from engine.keys import Credentials
 from engine.venues.binance import codes
 from engine.venues.binance.limiter import RateLimiter
 from engine.venues.binance.signing import ws_payload
+
+log = logging.getLogger(__name__)
 
 MAINNET_WS_API = "wss://ws-fapi.binance.com/ws-fapi/v1"
 TESTNET_WS_API = "wss://testnet.binancefuture.com/ws-fapi/v1"
@@ -49,6 +56,7 @@ class WsApi:
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self.drops = 0
+        self.bad_answers = 0
         self.on_clock_error: Callable[[], None] | None = None    # a -1021 answer: our clock estimate is off
 
     async def connect(self) -> None:
@@ -65,7 +73,7 @@ class WsApi:
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    self._answer(orjson.loads(msg.data))
+                    self._on_message(msg.data)
                 elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
                     break
         finally:
@@ -80,27 +88,66 @@ class WsApi:
                 fut.set_exception(err)
         self._pending.clear()
 
-    def _answer(self, msg: dict) -> None:
-        for rl in msg.get("rateLimits") or ():
-            header = _LIMIT_HEADERS.get((rl.get("rateLimitType"), rl.get("interval"), rl.get("intervalNum")))
-            if header:
-                self.limiter.update_from_headers({header: str(rl.get("count", ""))})
-        fut = self._pending.pop(msg.get("id"), None)
+    def _on_message(self, data: bytes | str) -> None:
+        """One answer frame: decoded and matched to its request; one that is not JSON is counted and skipped."""
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self._bad_answer(f"not JSON ({len(data)} bytes)")
+            return
+        self._answer(msg)
+
+    def _answer(self, msg: Any, order: bool = False) -> None:
+        """Match an answer to its request (``order``: an ``order.*`` one, whose result must be an object)."""
+        if not isinstance(msg, dict):
+            self._bad_answer(f"a JSON {type(msg).__name__}, not an object")
+            return
+        self._rate_limits(msg.get("rateLimits"))
+        rid = msg.get("id")
+        if type(rid) is not int:
+            self._bad_answer(f"its id is {type(rid).__name__}, not an integer")
+            return
+        fut = self._pending.pop(rid, None)
         if fut is None or fut.done():
             return
-        status = msg.get("status", 0)
-        if status == 200:
+        problem = _malformed(msg, order)
+        if problem is not None:
+            self._bad_answer(f"request {rid}: {problem}")
+            fut.set_exception(VenueServerError(codes.UNEXPECTED_RESP, f"malformed answer ({problem}): outcome "
+                                                                      "unknown"))
+        elif msg["status"] == 200:
             fut.set_result(msg.get("result"))
-            return
-        err = msg.get("error") or {}
+        else:
+            fut.set_exception(self._error(msg["status"], msg.get("error") or {}))
+
+    def _error(self, status: int, err: dict) -> VenueClientError | VenueServerError:
+        """The exception for an error answer (checked by ``_malformed``); a -1021 or a 418/429 acts first."""
         code, text = err.get("code", codes.UNKNOWN), err.get("msg", "")
         if code == codes.INVALID_TIMESTAMP and self.on_clock_error is not None:
             self.on_clock_error()
         if status in (418, 429):
-            retry = (err.get("data") or {}).get("retryAfter") if isinstance(err.get("data"), dict) else None
+            data = err.get("data")
+            retry = data.get("retryAfter") if isinstance(data, dict) else None
+            retry = retry if type(retry) is int else None
             self.limiter.back_off(max(1.0, (retry - self.now_ms()) / 1000) if retry else 1.0)
         cls = VenueServerError if status >= 500 else VenueClientError
-        fut.set_exception(cls(code, text, status))
+        return cls(code, text, status)
+
+    def _rate_limits(self, limits: Any) -> None:
+        """Keep the limiter in step with an answer's ``rateLimits``; entries of the wrong shape are ignored."""
+        if not isinstance(limits, list):
+            return
+        for rl in limits:
+            if not isinstance(rl, dict) or type(rl.get("count")) is not int:
+                continue
+            header = _LIMIT_HEADERS.get((rl.get("rateLimitType"), rl.get("interval"), rl.get("intervalNum")))
+            if header:
+                self.limiter.update_from_headers({header: str(rl["count"])})
+
+    def _bad_answer(self, reason: str) -> None:
+        """Count and log one malformed answer; the reason never holds the frame itself."""
+        self.bad_answers += 1
+        log.warning("WebSocket API: malformed answer skipped (%s); %d so far", reason, self.bad_answers)
 
     def signed(self, params: dict[str, Any]) -> dict[str, Any]:
         """Add apiKey, recvWindow, timestamp and the signature (params sorted by name)."""
@@ -164,3 +211,30 @@ class WsApi:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+
+
+_ORDER_FIELDS = {"orderId": int, "status": str, "executedQty": str, "clientOrderId": str}
+
+
+def _malformed(msg: dict, order: bool) -> str | None:
+    """What is wrong with an answer's status, error or result (an object for an ``order.*`` request; the order
+    fields of any object typed as Binance sends them); None if nothing."""
+    status = msg.get("status")
+    if type(status) is not int:
+        return f"status is {type(status).__name__}, not an integer"
+    if status != 200:
+        err = msg.get("error") or {}
+        if not isinstance(err, dict):
+            return f"error is {type(err).__name__}, not an object"
+        if type(err.get("code", 0)) is not int or not isinstance(err.get("msg", ""), str):
+            return "error code or msg of the wrong type"
+        return None
+    result = msg.get("result")
+    if order and not isinstance(result, dict):
+        return f"an order's result is {type(result).__name__}, not an object"
+    if not isinstance(result, dict):
+        return None
+    for key, kind in _ORDER_FIELDS.items():
+        if key in result and type(result[key]) is not kind:
+            return f"result.{key} is {type(result[key]).__name__}, not {kind.__name__}"
+    return None

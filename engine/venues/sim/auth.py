@@ -86,11 +86,13 @@ def check_timestamp(params: dict[str, str], now_ms: int) -> None:
         raise SimHttpError(400, codes.INVALID_TIMESTAMP, codes.MESSAGES[codes.INVALID_TIMESTAMP])
 
 
-def check_signature(acct: ApiAccount, payload: str, signature: str | None) -> None:
-    if not signature:
+def check_signature(acct: ApiAccount, payload: str, signature: object) -> None:
+    """-1102 without a signature or with one that is not a string (a WebSocket API JSON value); -1022 when it
+    does not verify, also when it is not ASCII (no HMAC or base64 signature is)."""
+    if not signature or not isinstance(signature, str):
         raise SimHttpError(400, codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
                            codes.MESSAGES[codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED].format(param="signature"))
-    if not acct.verify(payload, signature):
+    if not signature.isascii() or not acct.verify(payload, signature):
         raise SimHttpError(400, codes.INVALID_SIGNATURE, codes.MESSAGES[codes.INVALID_SIGNATURE])
 
 

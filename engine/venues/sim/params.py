@@ -2,7 +2,9 @@
 
 Validation follows Binance's answers: missing mandatory parameter -1102, unknown symbol -1121, bad side -1117,
 bad type -1116, bad timeInForce -1115, too many decimals -1111, price off the tick -4014, quantity off the step
--4023, bad client order id -1100.
+-4023, bad client order id -1100. A value of the wrong type or form (a WebSocket API list where a string goes,
+non-ASCII digits, a decimal with more than 20 digits before or after its point, an integer over 20
+digits) is a -1102/-1100 like any other malformed parameter: always a 400, never an internal error.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from engine.model import Instrument, OrderType, TimeInForce
 from engine.venues.binance import codes
 from engine.venues.sim.auth import SimHttpError
 
-_DEC = re.compile(r"^\d+(\.\d+)?$")
+_DEC = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
+_INT = re.compile(r"-?[0-9]{1,20}")
 _CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 SUPPORTED_TYPES = {t.value: t for t in OrderType}
 ALL_BINANCE_TYPES = {"LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
@@ -44,19 +47,30 @@ def as_bool(params: dict[str, Any], name: str) -> bool:
 
 
 def as_int(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
+    """An integer parameter: ASCII digits (a JSON integer over the WebSocket API), at most 20 of them."""
     value = params.get(name)
     if value is None or value == "":
         return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    if type(value) is int:
+        value = str(value)
+    if not isinstance(value, str) or not _INT.fullmatch(value):
         raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                  f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.") from None
+                  f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return int(value)
+
+
+def as_text(params: dict[str, Any], name: str) -> str | None:
+    """A string parameter, or None when absent; a JSON value of another type is malformed."""
+    value = params.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+              codes.MESSAGES[codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED].format(param=name))
 
 
 def instrument_of(params: dict[str, Any], instruments: dict[str, Instrument]) -> Instrument:
     symbol = mandatory(params, "symbol")
-    inst = instruments.get(str(symbol))
+    inst = instruments.get(symbol) if isinstance(symbol, str) else None
     if inst is None:
         raise bad(codes.BAD_SYMBOL, codes.MESSAGES[codes.BAD_SYMBOL])
     return inst
@@ -69,17 +83,18 @@ def price_precision(inst: Instrument) -> int:
 
 def _units(value: Any, size: Decimal, name: str, off_grid_code: int, off_grid_msg: str,
            precision: int | None = None) -> int:
-    text = str(value)
-    if not _DEC.match(text):
-        raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED, f"Illegal characters found in parameter '{name}'.")
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED, f"Illegal value for parameter '{name}'.") from None
+    text = str(value) if type(value) in (str, int, float) else ""
+    if not _DEC.fullmatch(text):
+        raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED, f"Illegal characters found in parameter '{name}'; "
+                                                            "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+    d = Decimal(text)
     decimals = Instrument.grid(size)[1] if precision is None else precision
     if -d.normalize().as_tuple().exponent > decimals:
         raise bad(codes.BAD_PRECISION, codes.MESSAGES[codes.BAD_PRECISION])
-    units, rem = divmod(d, size)
+    try:
+        units, rem = divmod(d, size)
+    except InvalidOperation:
+        raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED, f"Illegal value for parameter '{name}'.") from None
     if rem != 0:
         raise bad(off_grid_code, off_grid_msg)
     return int(units)
@@ -99,9 +114,11 @@ def parse_order(params: dict[str, Any], instruments: dict[str, Instrument]) -> d
     """Binance ``POST /fapi/v1/order`` / ``order.place`` params -> keyword arguments of ``SimExchange.place``."""
     inst = instrument_of(params, instruments)
     side = mandatory(params, "side")
-    if side not in ("BUY", "SELL"):
+    if not isinstance(side, str) or side not in ("BUY", "SELL"):
         raise bad(codes.INVALID_SIDE, "Invalid side.")
     type_name = mandatory(params, "type")
+    if not isinstance(type_name, str):
+        raise bad(codes.INVALID_ORDER_TYPE, "Invalid orderType.")
     if type_name not in SUPPORTED_TYPES:
         if type_name in ALL_BINANCE_TYPES:
             raise bad(codes.INVALID_ORDER_TYPE, f"Order type {type_name} is not supported by the sim venue.")
@@ -117,7 +134,7 @@ def parse_order(params: dict[str, Any], instruments: dict[str, Instrument]) -> d
     if otype is OrderType.LIMIT:
         tif_name = mandatory(params, "timeInForce")
         try:
-            tif = TimeInForce(tif_name)
+            tif = TimeInForce(tif_name) if isinstance(tif_name, str) else TimeInForce("")
         except ValueError:
             raise bad(codes.INVALID_TIF, "Invalid timeInForce.") from None
         price = price_ticks(mandatory(params, "price"), inst)
@@ -128,7 +145,7 @@ def parse_order(params: dict[str, Any], instruments: dict[str, Instrument]) -> d
     elif params.get("quantity") not in (None, ""):
         raise bad(codes.INVALID_PARAMETER, "Quantity is not allowed with closePosition.")
     cid = params.get("newClientOrderId")
-    if cid is not None and not _CLIENT_ID.match(str(cid)):
+    if cid is not None and not (isinstance(cid, str) and _CLIENT_ID.match(cid)):
         raise bad(codes.ILLEGAL_CHARS, "Illegal characters found in parameter 'newClientOrderId'; "
                                        "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
     return {"symbol": inst.symbol, "side": side, "type": otype, "qty_lots": qty, "price_ticks": price, "tif": tif,
@@ -139,7 +156,7 @@ def parse_order(params: dict[str, Any], instruments: dict[str, Instrument]) -> d
 def order_ref(params: dict[str, Any]) -> tuple[int | None, str | None]:
     """(orderId, origClientOrderId) of a cancel/query; one of them is mandatory."""
     oid = as_int(params, "orderId")
-    cid = params.get("origClientOrderId") or None
+    cid = as_text(params, "origClientOrderId") or None
     if oid is None and cid is None:
         raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
                   "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")

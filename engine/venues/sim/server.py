@@ -9,6 +9,11 @@ against the wall clock, which ``/fapi/v1/time`` reports; event times in the stre
 times of orders and trades (``allOrders`` and ``userTrades`` windows are in that exchange time: see ``history``).
 Switchable faults (``faults.Faults``) are set with ``POST /sim/faults`` and shown, with how often each acted, by
 ``GET /sim/status``.
+
+Malformed requests get Binance's answers, never an internal error: a body that is not UTF-8 or a query that is
+not a form is -1100 (400); a parameter of the wrong form is -1102/-1130 (``params``); a market-stream request
+that is not ``{"method", "params": [names], "id"}`` gets Binance's ``{"error": {"code", "msg"}, "id"}`` and the
+connection stays open; the WebSocket API answers every request (``wsapi_server``).
 """
 
 from __future__ import annotations
@@ -358,8 +363,8 @@ class SimVenue:
     async def _params(self, request: web.Request, *, signed: bool, weight: int = 1, orders: int = 0,
                       key_only: bool = False) -> tuple[dict[str, str], ApiAccount | None, dict[str, str]]:
         """Parse, authenticate and charge one REST request; returns (params, account, rate headers)."""
-        body = await request.text() if request.can_read_body else ""
-        raw_qs = request.query_string
+        body = await self._body_text(request)
+        raw_qs = request.rel_url.raw_query_string          # as sent: what the client signed (totalParams)
         client = request.remote or "?"
         api_key = request.headers.get("X-MBX-APIKEY")
         acct = None
@@ -388,6 +393,16 @@ class SimVenue:
         return params, acct, headers
 
     @staticmethod
+    async def _body_text(request: web.Request) -> str:
+        """The request body as text; one that is not UTF-8 is refused as Binance refuses illegal characters."""
+        if not request.can_read_body:
+            return ""
+        try:
+            return (await request.read()).decode()
+        except UnicodeDecodeError:
+            raise SimHttpError(400, codes.ILLEGAL_CHARS, "Illegal characters found in a parameter.") from None
+
+    @staticmethod
     def _json(data: Any, headers: dict[str, str]) -> web.Response:
         return web.Response(body=orjson.dumps(data), headers=headers, content_type="application/json")
 
@@ -407,7 +422,7 @@ class SimVenue:
 
     async def _depth(self, request: web.Request) -> web.Response:
         limit_raw = request.query.get("limit", "500")
-        limit = int(limit_raw) if limit_raw.isdigit() else -1
+        limit = int(limit_raw) if limit_raw.isascii() and limit_raw.isdigit() and len(limit_raw) < 6 else -1
         if limit not in (5, 10, 20, 50, 100, 500, 1000):
             raise bad(codes.INVALID_PARAMETER, "Invalid limit; valid limits: 5, 10, 20, 50, 100, 500, 1000.")
         params, _, h = await self._params(request, signed=False, weight=depth_weight(limit))
@@ -489,12 +504,12 @@ class SimVenue:
         return self._json(await self.query(acct.account, params), h)
 
     async def _open_orders(self, request: web.Request) -> web.Response:
-        symbol = request.query.get("symbol")
+        symbol = request.query.get("symbol") or None              # empty: every symbol, as absent
         params, acct, h = await self._params(request, signed=True, weight=1 if symbol else 40)
         if symbol:
             instrument_of(params, self.ex.instruments)
         self._advance()
-        orders = self.ex.open_orders(acct.account, symbol)
+        orders = self._core(self.ex.open_orders, acct.account, symbol)
         return self._json([o.to_binance(self.ex.instruments[o.symbol]) for o in orders], h)
 
     async def _cancel_all(self, request: web.Request) -> web.Response:
@@ -511,7 +526,7 @@ class SimVenue:
             raise bad(codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
                       codes.MESSAGES[codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED].format(param="countdownTime"))
         self._advance()
-        self.ex.countdown_cancel_all(acct.account, inst.symbol, countdown)
+        self._core(self.ex.countdown_cancel_all, acct.account, inst.symbol, countdown)
         return self._json({"symbol": inst.symbol, "countdownTime": str(countdown)}, h)
 
     async def _position_risk(self, request: web.Request) -> web.Response:
@@ -664,14 +679,19 @@ class SimVenue:
         return ws
 
     async def _subscription(self, sub: _Sub, text: str) -> None:
-        """Binance's live subscribe/unsubscribe/list requests on a market connection."""
+        """Binance's live subscribe/unsubscribe/list requests on a market connection; a malformed one is answered
+        with Binance's error (3 invalid JSON, 2 invalid request, 1 unknown method) and changes nothing."""
         try:
             req = orjson.loads(text)
             method, rid = req["method"], req.get("id")
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             await sub.ws.send_str(orjson.dumps({"error": {"code": 3, "msg": "Invalid JSON"}}).decode())
             return
         params = req.get("params") or []
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE") and not _stream_names(params):
+            await sub.ws.send_str(orjson.dumps({"error": {"code": 2, "msg": "Invalid request: params must be a "
+                                                          "list of stream names"}, "id": rid}).decode())
+            return
         if method == "SUBSCRIBE":
             sub.streams.update(params)
             result = None
@@ -681,7 +701,7 @@ class SimVenue:
         elif method == "LIST_SUBSCRIPTIONS":
             result = sorted(sub.streams)
         else:
-            await sub.ws.send_str(orjson.dumps({"error": {"code": 1, "msg": f"Unknown method {method}"},
+            await sub.ws.send_str(orjson.dumps({"error": {"code": 1, "msg": f"Unknown method {str(method)[:40]}"},
                                                 "id": rid}).decode())
             return
         if method != "LIST_SUBSCRIPTIONS":
@@ -713,6 +733,7 @@ class SimVenue:
         return ws
 
     async def _ws_api_request(self, ws: web.WebSocketResponse, client: str, text: str) -> None:
+        """Answer one WebSocket API request (``wsapi_server.handle`` answers every one, malformed ones too)."""
         from engine.venues.sim.wsapi_server import handle
 
         answer = await handle(self, client, text)
@@ -769,6 +790,11 @@ def user_trade(f: Any, inst: Any) -> dict:
             "qty": inst.fmt_qty(f.qty_lots),
             "quoteQty": f"{price * qty:.8f}", "realizedPnl": f"{f.realized_pnl:.8f}", "side": f.side,
             "positionSide": "BOTH", "symbol": f.symbol, "time": f.time_ns // 1_000_000}
+
+
+def _stream_names(params: Any) -> bool:
+    """Whether a SUBSCRIBE/UNSUBSCRIBE ``params`` is what Binance takes: a list of stream-name strings."""
+    return isinstance(params, list) and all(isinstance(p, str) and 0 < len(p) <= 200 for p in params)
 
 
 def _dumps(obj: Any) -> str:

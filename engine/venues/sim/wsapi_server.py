@@ -2,12 +2,17 @@
 ``account.position``, ``account.balance``, with Binance's request/answer frames and signing rules.
 
 Faults met here: the IP ban (``ban_s``: status 418, -1003 and ``retryAfter`` in the error's data), ``stall_ms``,
-``lose_acks`` and ``reject_orders``."""
+``lose_acks`` and ``reject_orders``.
+
+Every request gets an answer (an injected lost ack aside), with its id when it has one: not JSON or not an object
+(id null), no method, params not an object, an unknown method: 400 with Binance's code; a failure of the venue
+itself: 500, -1000, logged."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -16,6 +21,8 @@ import orjson
 from engine.venues.binance import codes
 from engine.venues.binance.signing import ws_payload
 from engine.venues.sim.auth import SimHttpError, check_signature, check_timestamp
+
+log = logging.getLogger(__name__)
 
 # method -> (weight, orders)
 METHODS = {"order.place": (0, 1), "order.cancel": (1, 0), "order.status": (1, 0), "account.position": (5, 0),
@@ -29,15 +36,31 @@ def _frame(rid: Any, status: int, body: dict[str, Any], rate_limits: list | None
     return orjson.dumps(out).decode()
 
 
+def _malformed(rid: Any) -> str:
+    return _frame(rid, 400, {"error": {"code": codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+                                       "msg": "Malformed request: expected {id, method, params}."}}, None)
+
+
 async def handle(venue: Any, client: str, text: str) -> str | None:
-    """One request frame -> its answer frame (None: an injected lost ack)."""
+    """One request frame -> its answer frame (None: an injected lost ack). Never raises."""
     try:
         req = orjson.loads(text)
-        if not isinstance(req, dict) or not isinstance(req.get("method"), str):
-            raise ValueError
-    except (orjson.JSONDecodeError, ValueError):
-        return _frame(None, 400, {"error": {"code": codes.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                                            "msg": "Malformed request: expected {id, method, params}."}}, None)
+    except orjson.JSONDecodeError:
+        return _malformed(None)
+    if not isinstance(req, dict):
+        return _malformed(None)
+    if not isinstance(req.get("method"), str):
+        return _malformed(req.get("id"))
+    try:
+        return await _request(venue, req)
+    except Exception:
+        log.exception("sim venue: WebSocket API request %s failed", str(req.get("method"))[:40])
+        return _frame(req.get("id"), 500, {"error": {"code": codes.UNKNOWN, "msg": "An unknown error occured while "
+                                                     "processing the request."}}, None)
+
+
+async def _request(venue: Any, req: dict[str, Any]) -> str | None:
+    """One well-formed request frame -> its answer frame."""
     rid, method = req.get("id"), req["method"]
     params = req.get("params") or {}
     counter = None
