@@ -326,34 +326,86 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
     return run(Drill(opts, say=lambda line: print(line, flush=True)).run())
 
 
-def _passphrase(confirm: bool):
+SECRET_OPTIONS = ("--api-key", "--api-secret", "--secret", "--passphrase")   # refused: argv shows in ps
+
+
+class _Refused(argparse.Action):
+    """An option that would put a secret on the command line: remembered as given (never its value) and
+    refused by the command with a clear message."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.refused_option = option_string
+
+
+def _ask(prompt: str) -> str:
+    """One line from the terminal (not echoed) or, when stdin is not a terminal, the next line of stdin."""
     import getpass
+
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _passphrase(confirm: bool):
+    """The key file's passphrase: ``TAPESHOT_KEY_PASSPHRASE``, else the terminal (twice for a new file), else
+    the next line of stdin. A new key file needs at least 8 characters."""
     import os
 
     from engine.keys import Secret
 
-    phrase = os.environ.get("TAPESHOT_KEY_PASSPHRASE")
-    if phrase:
-        return Secret(phrase)
-    if not sys.stdin.isatty():
-        raise ConfigError("set TAPESHOT_KEY_PASSPHRASE (no terminal to ask for the passphrase)")
-    first = getpass.getpass("key file passphrase: ")
-    if confirm and getpass.getpass("again: ") != first:
+    phrase = os.environ.get("TAPESHOT_KEY_PASSPHRASE") or _ask("key file passphrase: ")
+    if not phrase:
+        raise ConfigError("no passphrase: set TAPESHOT_KEY_PASSPHRASE, type it at the prompt or give it on stdin")
+    if confirm and sys.stdin.isatty() and not os.environ.get("TAPESHOT_KEY_PASSPHRASE") \
+            and _ask("again: ") != phrase:
         raise ConfigError("the passphrases differ")
-    if len(first) < 8:
+    if confirm and len(phrase) < 8:
         raise ConfigError("use a passphrase of at least 8 characters")
-    return Secret(first)
+    return Secret(phrase)
 
 
-def _cmd_keys(args: argparse.Namespace) -> int:
-    import getpass
+def _key_store(args: argparse.Namespace):
     from pathlib import Path
 
     from engine import config as cfgmod
-    from engine.keys import KeyStore, Secret, mask
+    from engine.keys import KEY_FILE, KeyStore
 
     cfg = cfgmod.load(args.config) if args.config else cfgmod.load(None)
-    store = KeyStore(Path(args.file or Path(args.home or cfg.engine.home) / "keys.enc"))
+    return KeyStore(Path(args.file or Path(args.home or cfg.engine.home) / KEY_FILE))
+
+
+def _keys_add(args: argparse.Namespace, store) -> int:
+    """``keys add NAME``: the API key and its secret from the terminal or stdin (one a line), then the
+    passphrase; an Ed25519 key from its PEM file (``--ed25519``, mode 0600)."""
+    from pathlib import Path
+
+    from engine.keys import Secret, check_private, mask
+
+    api_key = _ask("API key: ").strip()
+    if not api_key:
+        raise ConfigError("no API key given (the terminal, or the first line of stdin)")
+    if args.ed25519:
+        pem = Path(args.ed25519).expanduser()
+        check_private(pem)
+        secret = Secret(pem.read_bytes())
+    else:
+        text = _ask("API secret: ").strip()
+        if not text:
+            raise ConfigError("no API secret given (the terminal, or the line after the key on stdin)")
+        secret = Secret(text)
+    store.add(args.name, api_key, secret, _passphrase(not store.path.exists()), ed25519=bool(args.ed25519))
+    print(f"stored {args.name} ({mask(api_key)}) in {store.path}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from engine.keys import mask
+
+    if getattr(args, "refused_option", None):
+        raise ConfigError(f"keys {args.action}: {args.refused_option} is not taken on the command line (ps and "
+                          "the shell history show it): keys add reads the API key, its secret and the passphrase "
+                          "from the terminal, or one a line from stdin")
+    store = _key_store(args)
     if args.action == "list":
         for name, p in store.load(_passphrase(False)).items():
             print(f"{name}: {mask(p['api_key'])} ({p.get('kind', 'hmac')})")
@@ -363,16 +415,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "remove":
         print("removed" if store.remove(args.name, _passphrase(False)) else f"no profile {args.name}")
         return 0
-    if not args.api_key:
-        raise ConfigError("keys add needs --api-key (the secret is read from the terminal or stdin, never argv)")
-    if args.ed25519:
-        secret = Secret(Path(args.ed25519).expanduser().read_bytes())
-    else:
-        text = getpass.getpass("API secret: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
-        secret = Secret(text)
-    store.add(args.name, args.api_key, secret, _passphrase(not store.path.exists()), ed25519=bool(args.ed25519))
-    print(f"stored {args.name} ({mask(args.api_key)}) in {store.path}")
-    return 0
+    return _keys_add(args, store)
 
 
 def _sample():
@@ -459,12 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--limit", type=int, default=20)
     jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
     jr.set_defaults(func=_cmd_journal)
-    ky = sub.add_parser("keys", parents=[common], help="API keys in the encrypted key file (add / list / remove)")
+    ky = sub.add_parser("keys", parents=[common], help="API keys in the encrypted key file (add / list / remove); "
+                        "add reads the key, the secret and the passphrase from the terminal or stdin, one a line")
     ky.add_argument("action", choices=("add", "list", "remove"))
     ky.add_argument("name", nargs="?", help="profile name (e.g. main, testnet)")
-    ky.add_argument("--api-key", help="the API key (public part)")
-    ky.add_argument("--ed25519", metavar="PEM", help="an Ed25519 private key file instead of an HMAC secret")
+    ky.add_argument("--ed25519", metavar="PEM", help="an Ed25519 private key file (mode 0600) instead of an HMAC "
+                                                     "secret")
     ky.add_argument("--file", help="key file (default ~/.tapeshot/keys.enc)")
+    for opt in SECRET_OPTIONS:                 # the key, secret and passphrase come from the terminal or stdin
+        ky.add_argument(opt, nargs="?", action=_Refused, help=argparse.SUPPRESS)
     ky.set_defaults(func=_cmd_keys)
     ch = sub.add_parser("chaos", help="the fault drill: intents under kill -9, crash points, venue faults; "
                                       "journal checked against the venue")

@@ -147,6 +147,41 @@ def journal_path(cfg: Config) -> Path:
     return home / "sim" / "journal.sqlite" if cfg.venue.kind == "sim" else home / "journal.sqlite"
 
 
+def ensure_home(cfg: Config) -> Path:
+    """Make the engine's home (and the sim journals' directory in it) private before anything is written there.
+
+    Missing, each is created with mode 0700 (every missing parent too). Existing with group or other
+    permissions: tightened to 0700 with a warning in the log (these directories are the engine's own), except a
+    home holding the key file: a loose key file or home is refused with the ``chmod`` to run
+    (``engine.keys.check_private``), as is a directory the engine cannot tighten (not ours)."""
+    from engine.keys import KEY_FILE, check_private, make_private_dir
+
+    home = Path(cfg.engine.home).expanduser()
+    for d in (home, home / "sim") if cfg.venue.kind == "sim" else (home,):
+        make_private_dir(d)
+        if (d / KEY_FILE).exists():
+            check_private(d / KEY_FILE)                      # the file, then its directory
+        else:
+            _tighten(d)
+    return home
+
+
+def _tighten(directory: Path) -> None:
+    """Drop group and other permissions from one of the engine's directories (a warning says so)."""
+    import logging
+    import stat
+
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        os.chmod(directory, 0o700)
+    except OSError:
+        raise ConfigError(f"{directory} is open to other users (mode {mode:04o}) and cannot be tightened: "
+                          f"run 'chmod 700 {directory}' as its owner") from None
+    logging.getLogger(__name__).warning("%s was open to other users (mode %04o): now 0700", directory, mode)
+
+
 def _require(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)

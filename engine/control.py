@@ -12,16 +12,21 @@ So a client that lost its connection can send the same request again and get the
 Also ``POST /preview``, ``GET /status``, ``POST /kill``, ``POST /resume``, ``POST /rationale``,
 ``GET /report/{id}``. The caller's uid (SO_PEERCRED) is recorded as the user. Request bodies are JSON objects of at
 most ``MAX_BODY`` bytes (413 beyond); a malformed one is a 400. Both answer ``{"error": "..."}``.
+
+Errors: a refused request (a bad intent, a risk refusal: any ``TapeshotError``) answers 400 with the reason; a
+failure of the engine itself answers 500 ``{"error": "internal error (<type>); see the engine log"}`` and is
+logged with its traceback. Both are JSON, and ``/intent`` ends its NDJSON answer with the same error line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,8 @@ from aiohttp import web
 from engine.commands import Commands, Progress, Submitted
 from engine.errors import ConfigError, TapeshotError
 
+log = logging.getLogger(__name__)
+
 MAX_BODY = 64 * 1024              # bytes of a request body
 MAX_KEY = 128                     # characters of an idempotency key
 DUPLICATE_FOLLOW_S = 150.0        # how long a duplicate follows an intent that has no report yet
@@ -41,6 +48,12 @@ REPORT_POLL_S = 1.0               # ... checking for its report this often
 def _error(exc_cls: type[web.HTTPException], message: str, *args: Any) -> web.HTTPException:
     """An HTTP error whose body is ``{"error": message}`` (one NDJSON line too, for the intent client)."""
     return exc_cls(*args, text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+
+
+def _internal(exc: BaseException, what: str) -> str:
+    """Log an unexpected failure with its traceback; the message the client gets (no detail that could leak)."""
+    log.error("control: %s failed", what, exc_info=exc)
+    return f"internal error ({type(exc).__name__}); see the engine log"
 
 
 def valid_key(value: object) -> str | None:
@@ -87,7 +100,9 @@ class ControlServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from engine.keys import make_private_dir
+
+        make_private_dir(self.path.parent)                   # every directory it creates: 0700
         if self.path.exists():
             if await _alive(self.path):
                 raise ConfigError(f"another engine is running on {self.path}")
@@ -140,6 +155,9 @@ class ControlServer:
                 sub = await self.commands.submit(text, source="control", user=_peer_user(request), key=key)
             except TapeshotError as exc:
                 await _line(resp, {"error": str(exc)})
+                return resp
+            except Exception as exc:            # the engine failed, not the request: say so, keep the server up
+                await _line(resp, {"error": _internal(exc, "submit")})
                 return resp
             await _line(resp, _submitted(sub))
             if sub.duplicate and sub.intent_id:
@@ -208,11 +226,15 @@ async def _follow(resp: web.StreamResponse, intent_id: str, queue: asyncio.Queue
             return
 
 
-async def _answer(awaitable) -> web.Response:
+async def _answer(awaitable: Awaitable[Any]) -> web.Response:
+    """``{"result": ...}``; a refusal (``TapeshotError``) is a 400, any other failure a logged 500, both JSON."""
     try:
         result = await awaitable
     except TapeshotError as exc:
         return web.json_response({"error": str(exc)}, status=400, dumps=lambda o: orjson.dumps(o).decode())
+    except Exception as exc:
+        return web.json_response({"error": _internal(exc, "request")}, status=500,
+                                 dumps=lambda o: orjson.dumps(o).decode())
     return web.json_response({"result": result}, dumps=lambda o: orjson.dumps(o, default=str).decode())
 
 

@@ -34,7 +34,7 @@ from engine.feed.instruments import from_exchange_info
 from engine.feed.live import MarketData
 from engine.intent_runner import IntentRunner
 from engine.intents import Intent, IntentKind, parse
-from engine.keys import Credentials, Secret
+from engine.keys import Credentials, Secret, sim_credentials, verify_with_venue
 from engine.model import Instrument, Side
 from engine.oms.journal import Journal, claim, venue_id
 from engine.oms.journal import lock as lock_journal
@@ -127,6 +127,7 @@ class Node:
         rest_url, ws_url, ws_api_url, creds = await self._venue()
         self.rest = BinanceRest(rest_url, self.session, creds, recv_window_ms=self.cfg.venue.recv_window_ms)
         await self.rest.sync_time()
+        await verify_with_venue(self.rest)                        # a refused key stops here, named, never shown
         info = await self.rest.exchange_info()
         self.rest.limiter.configure(info.get("rateLimits", []))
         self.instruments = self._pick_instruments(from_exchange_info(info))
@@ -199,6 +200,7 @@ class Node:
         from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
         creds = Credentials(DEFAULT_API_KEY, Secret(DEFAULT_API_SECRET))
         if v.rest_url:                                   # an external sim venue (tapeshot sim): its tape's time
+            creds = sim_credentials(self.cfg.engine.home) or creds   # the key file's "sim" profile, if any
             ws = v.ws_url or v.rest_url.replace("http", "ws", 1)
             self.clock = lambda: self.feed.market_now(time.monotonic_ns())
             return v.rest_url, ws, v.ws_api_url or f"{ws}/ws-fapi/v1", creds

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from engine import affinity
 from engine.commands import Progress
-from engine.config import Config
+from engine.config import Config, ensure_home
 from engine.console import Console
 from engine.control import ControlServer
 from engine.errors import TapeshotError
@@ -40,6 +40,7 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     affinity.pin_thread(loop_cpus)
     node.busy_poll = affinity.busy_poll(cfg.engine.busy_poll, loop_cpus)
     try:
+        ensure_home(cfg)                        # 0700 before the journal, its lock or the socket exist
         await node.start()
     except (TapeshotError, OSError) as exc:
         print(f"tapeshot: cannot start: {exc}", file=sys.stderr)

@@ -117,7 +117,11 @@ class Journal:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        """A connection in WAL mode; the journal file (and so its -wal and -shm, which SQLite creates with the
+        database's mode) is 0600: the intents, rationales and fills are the trader's alone."""
+        private_files(self.path)
+        with private_umask():
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         return conn
@@ -293,14 +297,53 @@ def _sim(venue: str) -> bool:
     return venue.startswith("sim ")
 
 
+FILE_MODE = 0o600
+
+
+@contextlib.contextmanager
+def private_umask() -> Any:
+    """``umask 077`` while files are created (process-wide: held only around the creating call)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def private_files(path: Path) -> None:
+    """Create the journal at ``path`` with mode 0600 if missing; its existing -wal, -shm and the file itself
+    opened to group or others (an older engine made them 0644) go back to 0600."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        _chmod_private(p)
+
+
+def _chmod_private(path: Path) -> None:
+    """``chmod 600`` a file of ours that group or others can reach; not ours: a warning (nothing to do)."""
+    try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, FILE_MODE)
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        log.warning("%s is open to other users and not ours to chmod", path)
+
+
 def lock(path: str | Path) -> int:
     """Hold the journal at ``path`` for this process: an exclusive ``flock`` on ``<journal>.lock``, which the
     kernel drops when the process ends (``kill -9`` included). A second engine on the same journal would
     reconcile the first one's live orders as a crashed run's; it gets a ``ConfigError`` instead. Returns the
     descriptor: closing it lets go."""
+    from engine.keys import make_private_dir
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    make_private_dir(path.parent)
+    with private_umask():
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -338,6 +381,7 @@ def claim(path: str | Path, venue: str) -> Path | None:
     path = Path(path)
     if not path.exists():
         return None
+    private_files(path)
     marked, used = owner(path)
     if (not used and marked is None) or marked == venue != EMBEDDED_SIM:
         return None
@@ -353,8 +397,9 @@ def claim(path: str | Path, venue: str) -> Path | None:
 
 
 def archive(path: Path) -> Path:
-    """Move a journal (after folding its WAL into it) to ``journal-<modified time>.sqlite`` beside it."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
+    """Move a journal (after folding its WAL into it) to ``journal-<modified time>.sqlite`` beside it (0600)."""
+    private_files(path)
+    with private_umask(), contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode=DELETE")             # no -wal / -shm left behind to mismatch
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
@@ -364,6 +409,7 @@ def archive(path: Path) -> Path:
         n += 1
         dest = path.with_name(f"{path.stem}-{stamp}-{n}{path.suffix}")
     os.replace(path, dest)
+    _chmod_private(dest)
     for old in sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))[:-KEEP_ARCHIVED]:
         old.unlink()
     return dest
