@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import orjson
 
@@ -31,6 +32,13 @@ def _cmd_verify_book(args: argparse.Namespace) -> int:
         if not s.synced:
             print(f"{s.symbol}: the book never synced (no snapshot bracketed by the diffs)", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    from engine import fuzz
+
+    ok = fuzz.run(args.intents, args.depth, args.books, args.seed, [Path(f) for f in args.data or []])
+    return 0 if ok else 1
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -435,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-v", "--verbose", action="store_true", help="a line per symbol")
     v.set_defaults(func=_cmd_verify_book)
 
+    fz = sub.add_parser("fuzz", help="hostile input at volume: intents, mutated depth messages, injected diffs")
+    fz.add_argument("--intents", type=int, default=100_000, help="intent strings (default 100000)")
+    fz.add_argument("--depth", type=int, default=100_000, help="mutated depth messages (default 100000)")
+    fz.add_argument("--books", type=int, default=300, help="tape replays with an injected diff (default 300)")
+    fz.add_argument("--seed", type=int, default=0)
+    fz.add_argument("--data", nargs="+", metavar="FILE", help="a recording (default: the bundled sample)")
+    fz.set_defaults(func=_cmd_fuzz)
+
     b = sub.add_parser("bench", help="measure the hot path on real recordings (bundled sample by default)")
     b.add_argument("files", nargs="*", help="a recording to measure on (default: the bundled sample)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -489,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kill", parents=[common], help="KillSwitch: cancel everything and halt trading")
     k.add_argument("reason", nargs="*")
     k.set_defaults(func=_cmd_simple("POST", "/kill", lambda a: {"reason": " ".join(a.reason) or "by hand"}))
+    rd = sub.add_parser("reduce", parents=[common], help="REDUCING: only flat and TP/SL go out until resume")
+    rd.add_argument("reason", nargs="*")
+    rd.set_defaults(func=_cmd_simple("POST", "/reduce", lambda a: {"reason": " ".join(a.reason) or "by hand"}))
     rs = sub.add_parser("resume", parents=[common], help="resume trading after a kill")
     rs.set_defaults(func=_cmd_simple("POST", "/resume"))
     jr = sub.add_parser("journal", parents=[common], help="recent intents and their reports from the journal; "

@@ -173,23 +173,46 @@ cdef Py_ssize_t _significant(const char* s, const char* e) noexcept nogil:
 
 
 cdef inline const char* _str(const char* p, const char* end, const char** s, int32_t* n) noexcept nogil:
-    """A quoted string; ``s``/``n`` point at its raw bytes (escapes are kept, not decoded)."""
+    """A quoted string; ``s``/``n`` point at its raw bytes. Escapes are kept, not decoded, but must be JSON's
+    (see ``_escape``); raw control characters are refused, as JSON says."""
     cdef const char* start
     if p >= end or p[0] != b'"':
         return NULL
     p += 1
     start = p
     while p[0] != b'"':
-        if p[0] == 0 and p >= end:
+        if p >= end or <unsigned char>p[0] < 0x20:
             return NULL
         if p[0] == b'\\':
-            if p + 1 >= end:
+            p = _escape(p + 1, end)
+            if p == NULL:
                 return NULL
-            p += 1
+            continue
         p += 1
     s[0] = start
     n[0] = <int32_t>(p - start)
     return p + 1
+
+
+cdef const char* _escape(const char* p, const char* end) noexcept nogil:
+    """After a backslash: one JSON escape; returns the byte after it, or NULL."""
+    cdef int k
+    if p >= end:
+        return NULL
+    if p[0] == b'u':
+        if end - p < 5:
+            return NULL
+        for k in range(1, 5):
+            if not _hex(p[k]):
+                return NULL
+        return p + 5
+    if p[0] in b'"\\/bfnrt':
+        return p + 1
+    return NULL
+
+
+cdef inline bint _hex(char c) noexcept nogil:
+    return (b'0' <= c <= b'9') or (b'a' <= c <= b'f') or (b'A' <= c <= b'F')
 
 
 cdef inline const char* _bool(const char* p, const char* end, int32_t* out) noexcept nogil:
@@ -203,32 +226,101 @@ cdef inline const char* _bool(const char* p, const char* end, int32_t* out) noex
 
 
 cdef const char* _skip(const char* p, const char* end) noexcept nogil:
-    """Skip any one JSON value (strings, numbers, literals, nested arrays/objects)."""
-    cdef int depth = 0
+    """Skip any one JSON value (strings, numbers, literals, nested arrays/objects), checking it is well-formed:
+    a value the scanner does not read must still be one ``orjson`` would accept."""
+    return _skip_value(p, end, 0)
+
+
+cdef const char* _skip_value(const char* p, const char* end, int depth) noexcept nogil:
     cdef const char* s
     cdef int32_t n
-    if p >= end:
+    if p >= end or depth > 64:
         return NULL
     if p[0] == b'"':
         return _str(p, end, &s, &n)
-    if p[0] == b'{' or p[0] == b'[':
-        while p < end:
-            if p[0] == b'"':
-                p = _str(p, end, &s, &n)
-                if p == NULL:
-                    return NULL
-                continue
-            if p[0] == b'{' or p[0] == b'[':
-                depth += 1
-            elif p[0] == b'}' or p[0] == b']':
-                depth -= 1
-                if depth == 0:
-                    return p + 1
-            p += 1
+    if p[0] == b'{':
+        return _skip_object(_ws(p + 1, end), end, depth)
+    if p[0] == b'[':
+        return _skip_array(_ws(p + 1, end), end, depth)
+    if p[0] == b't':
+        return p + 4 if end - p >= 4 and memcmp(p, b"true", 4) == 0 else NULL
+    if p[0] == b'f':
+        return p + 5 if end - p >= 5 and memcmp(p, b"false", 5) == 0 else NULL
+    if p[0] == b'n':
+        return p + 4 if end - p >= 4 and memcmp(p, b"null", 4) == 0 else NULL
+    return _skip_number(p, end)
+
+
+cdef const char* _skip_object(const char* p, const char* end, int depth) noexcept nogil:
+    cdef const char* s
+    cdef int32_t n
+    if p < end and p[0] == b'}':
+        return p + 1
+    while p < end:
+        p = _str(p, end, &s, &n)
+        if p == NULL:
+            return NULL
+        p = _ws(p, end)
+        if p >= end or p[0] != b':':
+            return NULL
+        p = _skip_value(_ws(p + 1, end), end, depth + 1)
+        if p == NULL:
+            return NULL
+        p = _ws(p, end)
+        if p >= end:
+            return NULL
+        if p[0] == b'}':
+            return p + 1
+        if p[0] != b',':
+            return NULL
+        p = _ws(p + 1, end)
+    return NULL
+
+
+cdef const char* _skip_array(const char* p, const char* end, int depth) noexcept nogil:
+    if p < end and p[0] == b']':
+        return p + 1
+    while p < end:
+        p = _skip_value(p, end, depth + 1)
+        if p == NULL:
+            return NULL
+        p = _ws(p, end)
+        if p >= end:
+            return NULL
+        if p[0] == b']':
+            return p + 1
+        if p[0] != b',':
+            return NULL
+        p = _ws(p + 1, end)
+    return NULL
+
+
+cdef const char* _skip_number(const char* p, const char* end) noexcept nogil:
+    """JSON's number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?"""
+    if p < end and p[0] == b'-':
+        p += 1
+    if p >= end or not (b'0' <= p[0] <= b'9'):
         return NULL
-    s = p
-    while p < end and p[0] != b',' and p[0] != b'}' and p[0] != b']' and p[0] != b' ' \
-            and p[0] != b'\n' and p[0] != b'\r' and p[0] != b'\t':
+    if p[0] == b'0':
+        p += 1
+    else:
+        while p < end and b'0' <= p[0] <= b'9':
+            p += 1
+    if p < end and p[0] == b'.':
+        p = _some_digits(p + 1, end)
+        if p == NULL:
+            return NULL
+    if p < end and (p[0] == b'e' or p[0] == b'E'):
+        p += 1
+        if p < end and (p[0] == b'+' or p[0] == b'-'):
+            p += 1
+        p = _some_digits(p, end)
+    return p
+
+
+cdef inline const char* _some_digits(const char* p, const char* end) noexcept nogil:
+    cdef const char* s = p
+    while p < end and b'0' <= p[0] <= b'9':
         p += 1
     return p if p > s else NULL
 
@@ -312,66 +404,104 @@ cdef const char* _value(const char* p, const char* end, const char* k, int32_t k
         return _skip(p, end)
     if kn == 1:
         if c0 == b'E':
+            if m.seen & F_E:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_E
             return _int(p, end, &m.E)
         if c0 == b'T':
+            if m.seen & F_T:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_T
             return _int(p, end, &m.T)
         if c0 == b'U':
+            if m.seen & F_U:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_U
             return _int(p, end, &m.U)
         if c0 == b'u':
+            if m.seen & F_u:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_u
             return _int(p, end, &m.u)
         if c0 == b's':
+            if m.seen & F_s:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_s
             return _str(p, end, &m.sym, &m.sym_len)
         if c0 == b'e':
+            if m.seen & F_e:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_e
             return _str(p, end, &m.ev, &m.ev_len)
         if c0 == b'b':
             if v0 == b'[':
+                if m.seen & F_BIDS:
+                    return NULL                               # a key twice: JSON leaves it undefined
                 m.seen |= F_BIDS
                 return _levels(p, end, m, 0)
+            if m.seen & F_b:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_b
             return _dec(p, end, &m.b)
         if c0 == b'a':
             if v0 == b'[':
+                if m.seen & F_ASKS:
+                    return NULL                               # a key twice: JSON leaves it undefined
                 m.seen |= F_ASKS
                 return _levels(p, end, m, 1)
             if v0 == b'"':
+                if m.seen & F_a:
+                    return NULL                               # a key twice: JSON leaves it undefined
                 m.seen |= F_a
                 return _dec(p, end, &m.a)
+            if m.seen & F_AGG_ID:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_AGG_ID
             return _int(p, end, &m.trade_id)
         if c0 == b'B':
+            if m.seen & F_B:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_B
             return _dec(p, end, &m.B)
         if c0 == b'A':
+            if m.seen & F_A:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_A
             return _dec(p, end, &m.A)
         if c0 == b'p':
             if v0 != b'"':
                 return _skip(p, end)
+            if m.seen & F_p:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_p
             return _dec(p, end, &m.p)
         if c0 == b'q':
             if v0 != b'"':
                 return _skip(p, end)
+            if m.seen & F_q:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_q
             return _dec(p, end, &m.q)
         if c0 == b'm':
+            if m.seen & F_m:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_m
             return _bool(p, end, &m.maker)
         if c0 == b't':
             if v0 == b'"' or v0 == b'{' or v0 == b'[':
                 return _skip(p, end)
+            if m.seen & F_t:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_t
             return _int(p, end, &m.trade_id)
         if c0 == b'f':
+            if m.seen & F_f:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_f
             return _int(p, end, &m.first_id)
         if c0 == b'l':
+            if m.seen & F_l:
+                return NULL                               # a key twice: JSON leaves it undefined
             m.seen |= F_l
             return _int(p, end, &m.last_id)
         if c0 == b'X':
@@ -380,15 +510,23 @@ cdef const char* _value(const char* p, const char* end, const char* k, int32_t k
             return _skip(p, end)
         return _skip(p, end)
     if kn == 2 and k[0] == b'p' and k[1] == b'u':
+        if m.seen & F_pu:
+            return NULL                               # a key twice: JSON leaves it undefined
         m.seen |= F_pu
         return _int(p, end, &m.pu)
     if _is(k, kn, b"lastUpdateId", 12):
+        if m.seen & F_LAST_ID:
+            return NULL                               # a key twice: JSON leaves it undefined
         m.seen |= F_LAST_ID
         return _int(p, end, &m.u)
     if _is(k, kn, b"bids", 4):
+        if m.seen & F_BIDS:
+            return NULL                               # a key twice: JSON leaves it undefined
         m.seen |= F_BIDS
         return _levels(p, end, m, 0)
     if _is(k, kn, b"asks", 4):
+        if m.seen & F_ASKS:
+            return NULL                               # a key twice: JSON leaves it undefined
         m.seen |= F_ASKS
         return _levels(p, end, m, 1)
     if nesting == 0 and _is(k, kn, b"stream", 6):

@@ -105,6 +105,8 @@ def _canon(value: object) -> str:
 def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected an integer, got {value!r}")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"integer out of range: {value}")
     return value
 
 
@@ -127,12 +129,27 @@ def parse_message(data: bytes) -> dict:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"syntax: {exc}") from exc
+    _no_repeated_fields(data)
     if not isinstance(obj, dict):
         raise ValueError("syntax: not an object")
     stream = obj.get("stream") if isinstance(obj.get("stream"), str) else ""
     if next(iter(obj), None) == "stream":     # a combined-stream envelope: the event is "data", nothing beside it
         obj = obj["data"] if isinstance(obj.get("data"), dict) else {}
     return _classify(obj, stream)
+
+
+def _no_repeated_fields(data: bytes) -> None:
+    """A field the scanner reads, given twice in one object, is refused (JSON leaves its meaning undefined)."""
+    import json
+
+    def check(pairs: list) -> dict:
+        keys = [k for k, _ in pairs if k in _FIELDS]
+        if len(keys) != len(set(keys)):
+            raise ValueError("syntax: a field twice")
+        return dict(pairs)
+
+    if any(data.count(b'"%s"' % k.encode()) > 1 for k in _FIELDS):   # cheap: most messages name each once
+        json.loads(data, object_pairs_hook=check)
 
 
 def _classify(d: dict, stream: str) -> dict:
