@@ -22,6 +22,7 @@ CRASH = "crash"         # the engine kills itself at a named point (TAPESHOT_CRA
 SIM = "sim"             # POST /sim/faults
 SUBMIT = "submit"       # several control-socket submits at once
 
+ALGOS = ("ladder", "sniper", "auto")
 Setting = Callable[[random.Random, float], dict[str, Any]]
 
 
@@ -34,7 +35,7 @@ class FaultKind:
     how: str
     sim_setting: Setting | None = None
     early: bool = True
-    algo: str | None = None          # the algorithm the fault needs (mid_ladder: a ladder)
+    algos: tuple[str, ...] = ALGOS   # the algorithms the fault draws from (mid_ladder: a ladder)
 
     @property
     def kills(self) -> bool:
@@ -52,14 +53,15 @@ class FaultKind:
 def min_window_s(setting: dict[str, Any], speed: float) -> int:
     """The shortest window (exchange s) a setting allows.
 
-    A ban holds the engine's requests ``ban_s`` wall seconds, which the engine weighs against its time left in
-    exchange time; the window must outlast the ban in exchange time, or an order waited out at ``speed`` > 1 lands
-    after a deadline only the speed-up moved (at 1x such a wait is refused). A market stall (set at most half-way
-    through the window) ends a second before the deadline, so the engine's clock, which cannot advance faster than
-    real time while the market is silent, has caught up again when the deadline rule fires."""
+    A ban holds the engine's requests ``ban_s`` wall seconds and each injected 429 one more (its Retry-After),
+    which the engine weighs against its time left in exchange time; the window must outlast those holds in
+    exchange time, or an order waited out at ``speed`` > 1 lands after a deadline only the speed-up moved (at 1x
+    such a wait would be refused). A market stall (set at most half-way through the window) ends a second before
+    the deadline, so the engine's clock, which cannot advance faster than real time while the market is silent,
+    has caught up again when the deadline rule fires."""
     need = 5
     if setting.get("ban_s"):
-        need = max(need, math.ceil(speed * setting["ban_s"]) + 2)
+        need = max(need, math.ceil(speed * (setting["ban_s"] + setting.get("http_429", 0))) + 3)
     if setting.get("stall_market_ms"):
         need = max(need, math.ceil(2 * speed * setting["stall_market_ms"] / 1000) + 2)
     return need
@@ -78,10 +80,14 @@ def _ban(rng: random.Random, speed: float) -> dict[str, Any]:
     return {"http_429": rng.randint(1, 2), "ban_s": rng.randint(1, 2)}
 
 
+# after_send fires on the C write path, which an intent's first order on a fresh engine does not take: algorithms
+# that send more than one order; mid_ladder needs a ladder with orders resting
+_CRASH_ALGOS = {"after_send": ("ladder", "auto"), "mid_ladder": ("ladder",)}
+
 CATALOGUE: tuple[FaultKind, ...] = (
     FaultKind("kill9", PROCESS),
-    *(FaultKind(f"crash_{p}", CRASH, algo="ladder" if p == "mid_ladder" else None) for p in POINTS),
-    FaultKind("sigterm", PROCESS, algo="ladder"),        # a ladder: orders rest when the signal comes
+    *(FaultKind(f"crash_{p}", CRASH, algos=_CRASH_ALGOS.get(p, ALGOS)) for p in POINTS),
+    FaultKind("sigterm", PROCESS, algos=("ladder",)),    # a ladder: orders rest when the signal comes
     FaultKind("drop_market", SIM, lambda r, s: {"drop_market": True}, early=False),
     FaultKind("skip_diffs", SIM, _count("skip_diffs", 1, 5), early=False),
     FaultKind("stall_market", SIM, _stall, early=False),
@@ -96,13 +102,14 @@ CATALOGUE: tuple[FaultKind, ...] = (
 RESET = {"skip_diffs": 0, "duplicate_user": 0, "reorder_user": 0, "lose_acks": 0, "http_5xx": 0, "http_429": 0,
          "reject_orders": 0}
 BY_NAME = {f.name: f for f in CATALOGUE}
-EXTRA_KILLS = 4          # per round of the whole catalogue: 6 + 4 of 21 runs kill (100 kill runs in 10 rounds)
+EXTRA_KILLS = 4          # kill9 runs added to each round of the whole catalogue: 10 of its 21 runs kill
 
 
 class Schedule:
-    """Fault kinds in seeded rounds: every kind once per round, plus ``extra`` kill runs (kinds that kill the
-    engine, drawn among those chosen), shuffled; a kind the sim refuses is taken out. Its own RNG, so the fault
-    sequence of a seed is the same whatever happened in the runs."""
+    """Fault kinds in seeded rounds: every kind once per round, plus ``extra`` kill9 runs (the cheapest kill),
+    shuffled; a kind the sim refuses is taken out, and (with ``extra``) a crash point not reached is made up by
+    one more kill9 run later in the round. Its own RNG, so the faults' draws never shift the runs' own (each run
+    draws from an RNG of the seed and its number)."""
 
     def __init__(self, seed: int, kinds: tuple[FaultKind, ...] = CATALOGUE, extra: int = 0) -> None:
         self.rng = random.Random(f"chaos-faults/{seed}")
@@ -116,10 +123,16 @@ class Schedule:
         return self._round.pop()
 
     def _new_round(self) -> list[FaultKind]:
-        kills = [k for k in self.kinds if k.kills]
-        out = list(self.kinds) + ([self.rng.choice(kills) for _ in range(self.extra)] if kills else [])
+        kill9 = [k for k in self.kinds if k.name == "kill9"]
+        out = list(self.kinds) + kill9 * self.extra
         self.rng.shuffle(out)
         return out
+
+    def make_up_kill(self) -> None:
+        """One more kill9 run in this round (a crash point was not reached), when rounds carry extra kills."""
+        kill9 = [k for k in self.kinds if k.name == "kill9"]
+        if self.extra and kill9:
+            self._round.insert(self.rng.randint(0, len(self._round)), kill9[0])
 
     def drop(self, kind: FaultKind) -> None:
         self.kinds = [k for k in self.kinds if k.name != kind.name] or self.kinds
