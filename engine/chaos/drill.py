@@ -9,8 +9,8 @@ Speed: the sim serves the recording at ``Options.speed`` x real time (4 by defau
 time, as the engine's clock and the venue's order times are) takes a quarter of it in wall time. Every instant the
 drill draws inside a window is drawn in exchange time and slept in wall time; the settle and the checks poll
 instead of sleeping fixed times. The late-order allowance stays ``ROUND_TRIP_MS`` of exchange time (a quarter of
-that in wall time at 4x: stricter than at 1x). On an external sim the engine's clock is the newest market event's
-time plus the wall time since, so at ``speed`` > 1 it lags the venue by up to (1 - 1/speed) of a market gap; the
+that in wall time at 4x: stricter than at 1x). The engine is started with the sim's
+``--speed``, so its clock (the newest market event's time plus the time since) runs at the replay's pace; the
 summary prints the latest order seen relative to its deadline, to show how much room that leaves.
 """
 
@@ -275,8 +275,8 @@ class Drill:
         url = f"http://127.0.0.1:{port}"
         symbol = symbols_in(data)[0]
         venue = VenueView(url, self.http)
-        self.session = Session(sim, engine_proc(home, url, symbol, arm), home, url, symbol, venue, self.tape_end,
-                               self.sessions, arm)
+        engine = engine_proc(home, url, symbol, arm, self.speed)
+        self.session = Session(sim, engine, home, url, symbol, venue, self.tape_end, self.sessions, arm)
         await venue.sync()
         info = await venue.rest.exchange_info()
         self.session.step = step_size(info, symbol)
@@ -299,7 +299,7 @@ class Drill:
         assert s is not None
         async with self._timed("engine stop"):
             await asyncio.to_thread(s.engine.stop)
-        s.engine = engine_proc(s.home, s.url, s.symbol, crash_at)
+        s.engine = engine_proc(s.home, s.url, s.symbol, crash_at, self.speed)
         s.armed = crash_at
         async with self._timed("engine start"):
             await asyncio.to_thread(s.engine.start, ENGINE_READY)

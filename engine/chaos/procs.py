@@ -116,11 +116,12 @@ def sim_proc(workdir: Path, port: int, data: list[str] | None, seed: int, speed:
     return Proc("sim", args, workdir / "sim.log")
 
 
-def engine_proc(home: Path, venue_url: str, symbol: str, crash_at: str | None = None) -> Proc:
+def engine_proc(home: Path, venue_url: str, symbol: str, crash_at: str | None = None, speed: float = 1.0) -> Proc:
     """``tapeshot run`` against ``venue_url`` with its journal and control socket in ``home``; ``crash_at``
     arms a crash point (``engine.crashpoints``) in this process only."""
     env = dict(ENGINE_ENV)
     if crash_at:
         env["TAPESHOT_CRASH_AT"] = crash_at
-    args = ["run", "--venue-url", venue_url, "--home", str(home), "--console", "off", "--symbols", symbol]
+    args = ["run", "--venue-url", venue_url, "--home", str(home), "--console", "off", "--symbols", symbol,
+            "--speed", f"{speed:g}"]
     return Proc("engine", args, home / "engine.log", env)
