@@ -481,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--venue-url", metavar="URL", help="REST base URL of a running sim venue (tapeshot sim)")
     run.add_argument("--testnet", action="store_true", help="with --venue binance: the testnet")
     run.add_argument("--data", nargs="+", metavar="FILE", help="recording for the embedded sim venue")
-    run.add_argument("--speed", type=float, help="embedded sim replay speed (default 1; 5 with --demo)")
+    run.add_argument("--speed", type=float, help="the sim venue's replay speed: the embedded one's (default 1; 5 "
+                     "with --demo), or the --venue-url one's, so the engine's clock keeps pace with it")
     run.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
     run.add_argument("--home", metavar="DIR", help="journal and control socket directory (default ~/.tapeshot)")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")

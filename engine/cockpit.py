@@ -4,6 +4,7 @@ implemented as a small facade over the components. No trading logic lives here: 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -16,9 +17,12 @@ from engine.errors import ConfigError
 from engine.execution import Arrival, make_spec
 from engine.intent_runner import IntentRunner
 from engine.intents import IntentKind, parse
+from engine.kill import KillAction, KillReport, Watchdog
+from engine.metrics import KILLS
 from engine.protect import Protections
 from engine.risk import TradingState
 
+log = logging.getLogger(__name__)
 MS = 1_000_000
 
 
@@ -30,6 +34,8 @@ class Cockpit:
         self.cfg, self.bus, self.runner, self.protect = cfg, bus, runner, protect
         self.oms, self.journal, self.risk, self.killswitch = oms, journal, risk, killswitch
         self._seen = seen
+        self.killer: KillAction | None = None       # the venue-side kill action and its watchdog (the node's)
+        self.watchdog: Watchdog | None = None
 
     @property
     def feed(self) -> Any:
@@ -109,22 +115,49 @@ class Cockpit:
         return "\n".join(f"{s}: {p.qty} @ {p.entry:.2f} realised {p.realized:.2f} fees {p.fees:.4f}"
                          for s, p in self.oms.positions.positions.items()) or "no positions"
 
-    async def kill(self, reason: str, *, user: str) -> str:
+    async def kill(self, reason: str, *, user: str, trigger: str = "manual") -> str:
+        """HALTED now; then the kill action (``engine.kill``): cancel-all per symbol confirmed, flatten if
+        configured, TP/SL back; the report to the journal, the console and Telegram, counted per trigger."""
         self.risk.state = TradingState.HALTED
         if not self.killswitch.tripped:
-            self.killswitch.trip(reason)
-        self.runner.cancel(None, f"kill switch: {reason}")
+            self.killswitch.trip(reason, trigger)
+        if self.watchdog is not None:
+            self.watchdog.request(trigger, reason, from_loop=True)
+        report = KillReport(trigger, reason, user)
+        if self.killer is not None:
+            await self.killer.run(report)
+        else:
+            await self._cancel_local(report)
+        KILLS[trigger] = KILLS.get(trigger, 0) + 1
+        self.journal.decision(None, self.runner.clock() // MS, "kill", report.as_dict())
+        await self.journal.sync()
+        text = report.text()
+        log.warning("%s", text)
+        self.bus.emit_all("risk", text)
+        return text
+
+    async def _cancel_local(self, report: KillReport) -> None:
+        """Without a venue-side kill action (no node): cancel what the OMS knows."""
+        self.runner.cancel(None, f"kill switch: {report.reason}")
         for o in list(self.oms.orders.values()):
             if o.state.open:
                 await self.oms.cancel(o.client_order_id)
-        self.journal.decision(None, self.runner.clock() // MS, "kill", {"reason": reason, "user": user})
+                report.cancelled.append(o.client_order_id)
+
+    async def reduce(self, reason: str, *, user: str) -> str:
+        """REDUCING: only orders that shrink a position go out (``flat``, TP/SL); working intents carry on
+        under that rule."""
+        self.risk.state = TradingState.REDUCING
+        self.journal.decision(None, self.runner.clock() // MS, "reduce", {"reason": reason, "user": user})
         await self.journal.sync()
-        text = f"KILL SWITCH: trading halted, orders cancelled ({reason})"
+        text = f"trading REDUCING: only flat and TP/SL go out ({reason})"
         self.bus.emit_all("risk", text)
         return text
 
     async def resume(self, *, user: str) -> str:
         self.killswitch.reset()
+        if self.watchdog is not None:
+            self.watchdog.done()
         self.risk.state = TradingState.ACTIVE
         self.journal.decision(None, self.runner.clock() // MS, "resume", {"user": user})
         await self.journal.sync()

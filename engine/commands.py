@@ -72,7 +72,11 @@ class Commands(Protocol):
         ...
 
     async def kill(self, reason: str, *, user: str) -> str:
-        """KillSwitch: cancel everything, halt new orders (exits still allowed with ``resume``)."""
+        """KillSwitch: HALTED, cancel everything at the venue, flatten if configured, report; ``flat`` and TP/SL
+        (reduce-only) still go out, new exposure does not until ``resume``."""
+
+    async def reduce(self, reason: str, *, user: str) -> str:
+        """REDUCING: only orders that shrink a position go out (``flat``, TP/SL); nothing is cancelled."""
 
     async def resume(self, *, user: str) -> str:
         ...

@@ -237,6 +237,8 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str) -> Any:
         kind = hints[name]
         if dataclasses.is_dataclass(kind):
             kwargs[name] = _build(kind, value, where, f"{prefix}{name}.")
+        elif typing.get_origin(kind) is dict:
+            kwargs[name] = _build_table(typing.get_args(kind)[1], value, where, f"{prefix}{name}")
         else:
             kwargs[name] = _coerce(value, kind, f"{prefix}{name}", where)
     try:
@@ -245,7 +247,16 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _build_table(kind: type, raw: Any, where: str, key: str) -> dict[str, Any]:
+    """A table of tables, each a ``kind`` (``[risk.symbols.BTCUSDT]``): name -> ``kind``."""
+    if isinstance(raw, _EnvValue) or not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: {key} must be a table of tables ([{key}.<NAME>]), got {str(raw)!r}")
+    return {name: _build(kind, value, where, f"{key}.{name}.") for name, value in raw.items()}
+
+
 def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
+    if isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind):   # optional: a value is one
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
     origin = typing.get_origin(kind)
     if origin is tuple:
         item = typing.get_args(kind)[0]
@@ -255,8 +266,10 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
         return tuple(_coerce(_EnvValue(getattr(value, "env_name", key), str(v).strip()) if isinstance(value, _EnvValue)
                              else v, item, key, where) for v in items if str(v).strip() != "")
     if kind is Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{where}: {key} must be a decimal number, got {value!r}")
         try:
-            return Decimal(str(value))
+            return Decimal(str(value).replace("_", ""))
         except ArithmeticError:
             raise ConfigError(f"{where}: {key} must be a decimal number, got {value!r}") from None
     if isinstance(value, _EnvValue):

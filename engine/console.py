@@ -1,7 +1,8 @@
 """The console: intents typed on stdin, progress printed as it happens.
 
 Lines are intents in the one grammar (``long btc 0.5 30s max 8bps``), or: ``preview <intent>``, ``status``,
-``pos``, ``kill [reason]``, ``resume``, ``why <intent id> <text>``, ``report <intent id>``, ``help``, ``quit``.
+``pos``, ``kill [reason]``, ``reduce [reason]``, ``resume``, ``why <intent id> <text>``, ``report <intent id>``,
+``help``, ``quit``.
 stdin is read by a daemon thread so a waiting terminal never blocks the event loop or its shutdown.
 """
 
@@ -17,7 +18,8 @@ from engine.errors import TapeshotError
 
 HELP = """intents:  long btc 0.5 30s max 8bps   short eth 5k 1m sniper   flat btc   tp btc 71250   sl btc 68900 (or off)
           cancel btc   add a reason after '--': long btc 0.2 -- absorption at 64k
-commands: preview <intent>   status   pos   kill [reason]   resume   why <id> <text>   report <id>   help   quit"""
+commands: preview <intent>   status   pos   kill [reason]   reduce [reason]   resume   why <id> <text>
+          report <id>   help   quit"""
 
 
 class Console:
@@ -69,6 +71,8 @@ class Console:
                 self.say(await self.commands.positions())
             elif word == "kill":
                 self.say(await self.commands.kill(rest or "by hand", user="console"))
+            elif word == "reduce":
+                self.say(await self.commands.reduce(rest or "by hand", user="console"))
             elif word == "resume":
                 self.say(await self.commands.resume(user="console"))
             elif word == "why":

@@ -9,7 +9,7 @@ an engine restart, submits nothing; it answers ``"duplicate": true`` with the fi
 that intent's outcome: its remaining progress while it works, or its report (``commands.report``) if it is done.
 So a client that lost its connection can send the same request again and get the same outcome.
 
-Also ``POST /preview``, ``GET /status``, ``POST /kill``, ``POST /resume``, ``POST /rationale``,
+Also ``POST /preview``, ``GET /status``, ``POST /kill``, ``POST /reduce``, ``POST /resume``, ``POST /rationale``,
 ``GET /report/{id}``. The caller's uid (SO_PEERCRED) is recorded as the user. Request bodies are JSON objects of at
 most ``MAX_BODY`` bytes (413 beyond); a malformed one is a 400. Both answer ``{"error": "..."}``.
 
@@ -110,7 +110,8 @@ class ControlServer:
         app = web.Application(client_max_size=MAX_BODY)
         app.add_routes([web.post("/intent", self._intent), web.post("/preview", self._preview),
                         web.get("/status", self._status), web.post("/kill", self._kill),
-                        web.post("/resume", self._resume), web.post("/rationale", self._rationale),
+                        web.post("/resume", self._resume), web.post("/reduce", self._reduce),
+                        web.post("/rationale", self._rationale),
                         web.get("/report/{id}", self._report)])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -202,6 +203,10 @@ class ControlServer:
     async def _kill(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         return await _answer(self.commands.kill(str(body.get("reason") or "by hand"), user=_peer_user(request)))
+
+    async def _reduce(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        return await _answer(self.commands.reduce(str(body.get("reason") or "by hand"), user=_peer_user(request)))
 
     async def _resume(self, request: web.Request) -> web.Response:
         return await _answer(self.commands.resume(user=_peer_user(request)))

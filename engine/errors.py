@@ -15,12 +15,22 @@ class ConfigError(TapeshotError):
 
 
 class RiskRefused(TapeshotError):
-    """The pre-trade risk gateway refused an action; ``reason`` is a short machine-readable tag."""
+    """The pre-trade risk gateway refused an action; ``reason`` is a short machine-readable tag. A refusal by a
+    limit also carries the ``limit``, the ``value`` that broke it and their ``unit`` (USDT, BTC, bps, orders)."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", *, limit: float | None = None, value: float | None = None,
+                 unit: str = "") -> None:
         super().__init__(f"risk refused ({reason}){': ' + detail if detail else ''}")
         self.reason = reason
         self.detail = detail
+        self.limit = limit
+        self.value = value
+        self.unit = unit
+
+    def record(self) -> dict:
+        """The refusal as the journal keeps it."""
+        return {"reason": self.reason, "detail": self.detail, "limit": self.limit, "value": self.value,
+                "unit": self.unit}
 
 
 class VenueError(TapeshotError):

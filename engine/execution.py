@@ -1,7 +1,10 @@
 """From an intent to an algorithm and back to an execution report; shared by the live node and the eval harness.
 
 Arrival state is stamped when the intent arrives (mid, spread, touch, signal snapshot, exchange time); the price
-cap is the arrival mid moved by the trader's max slippage, rounded inward to the tick grid. The report gives the
+cap is the arrival mid moved by the trader's max slippage, rounded inward to the tick grid. Prices never round
+toward a worse fill: an off-tick limit rounds down for a buy and up for a sell (and the acceptance says so); a
+limit that rounds below one tick is the risk check's to refuse (``engine.risk``), never a MARKET order. A size
+rounds down to the step, and the acceptance says that too (``Sizing.notes``). The report gives the
 filled size, average price, implementation shortfall against the arrival mid (fees in), the best and worst
 prices the far side offered inside the window, markouts at +1/+5/+30 s, and the orders it took.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from engine.errors import ConfigError
 from engine.intents import Intent, IntentKind
@@ -42,6 +45,60 @@ def lots_for(intent: Intent, inst: Instrument, mid_ticks: float, position_lots: 
     return lots
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """What an intent asks for on the instrument's grids: its side, size in lots (down to the step), limit in
+    ticks (toward the better price; None: no limit; it may be < 1 when the trader's limit is below one tick),
+    and what rounded, in words, for the acceptance."""
+
+    side: int
+    lots: int
+    limit: int | None
+    reduce_only: bool
+    notes: tuple[str, ...] = ()
+
+
+def size_intent(intent: Intent, inst: Instrument, arrival: Arrival, position_lots: int = 0) -> Sizing:
+    """The intent on the grids (``Sizing``): ENTER or EXIT (the whole position or less, reduce-only)."""
+    if intent.kind is IntentKind.ENTER:
+        side, reduce_only = (BUY if intent.side is Side.BUY else SELL), False
+    elif intent.kind is IntentKind.EXIT:
+        if position_lots == 0:
+            raise ConfigError(f"{intent.symbol}: no position to exit")
+        side, reduce_only = (SELL if position_lots > 0 else BUY), True
+    else:
+        raise ConfigError(f"{intent.kind} is not an execution")
+    lots = lots_for(intent, inst, arrival.mid_ticks, position_lots)
+    notes = [*_size_notes(intent, inst, lots, arrival.mid_ticks)]
+    if reduce_only and lots > abs(position_lots):
+        lots = abs(position_lots)
+        notes.append(f"size capped at the position {inst.lots_to_qty(lots)}")
+    limit = None
+    if intent.limit_price is not None:
+        limit, note = limit_ticks(intent.limit_price, side, inst)
+        notes += [note] if note else []
+    return Sizing(side, lots, limit, reduce_only, tuple(notes))
+
+
+def limit_ticks(price: Decimal, side: int, inst: Instrument) -> tuple[int, str]:
+    """A limit price in ticks, rounded toward the better fill (a buy down, a sell up), and a note when it moved."""
+    ticks = int((price / inst.tick_size).to_integral_value(ROUND_FLOOR if side == BUY else ROUND_CEILING))
+    if ticks * inst.tick_size == price:
+        return ticks, ""
+    way = "down for a buy" if side == BUY else "up for a sell"
+    return ticks, f"limit {price:f} is off the {inst.tick_size:f} tick: {inst.fmt_price(ticks)} (rounded {way})"
+
+
+def _size_notes(intent: Intent, inst: Instrument, lots: int, mid_ticks: float) -> list[str]:
+    qty = inst.lots_to_qty(lots)
+    if intent.qty is not None and qty != intent.qty:
+        return [f"size {intent.qty:f} rounded down to {qty} (step {inst.step_size:f})"]
+    if intent.notional is not None:
+        mid = Decimal(repr(mid_ticks)) * inst.tick_size
+        return [f"{intent.notional:f} USDT is {qty} at the mid {mid} (step {inst.step_size:f})"]
+    return []
+
+
 def cap_ticks(side: int, mid_ticks: float, max_bps: float) -> int:
     """The worst acceptable price: arrival mid +/- max slippage, rounded inward onto the tick grid."""
     if side == BUY:
@@ -68,24 +125,13 @@ class Arrival:
 
 
 def make_spec(intent: Intent, inst: Instrument, arrival: Arrival, position_lots: int = 0,
-              round_trip_ns: int = 5_000_000, timer_ns: int = 20_000_000) -> Spec:
-    if intent.kind is IntentKind.ENTER:
-        side = BUY if intent.side is Side.BUY else SELL
-        reduce_only = False
-    elif intent.kind is IntentKind.EXIT:
-        if position_lots == 0:
-            raise ConfigError(f"{intent.symbol}: no position to exit")
-        side = SELL if position_lots > 0 else BUY
-        reduce_only = True
-    else:
-        raise ConfigError(f"{intent.kind} is not an execution")
-    qty = lots_for(intent, inst, arrival.mid_ticks, position_lots)
-    if reduce_only:
-        qty = min(qty, abs(position_lots))
-    limit = None
-    if intent.limit_price is not None:
-        limit = inst.price_to_ticks((intent.limit_price / inst.tick_size).to_integral_value(ROUND_DOWN)
-                                    * inst.tick_size)
+              round_trip_ns: int = 5_000_000, timer_ns: int = 20_000_000, sizing: Sizing | None = None) -> Spec:
+    """The algorithm's ``Spec`` for an intent (``sizing``: ``size_intent``'s, when the caller has it). A limit
+    below one tick is refused here too (``ConfigError``): it is no price."""
+    sz = sizing or size_intent(intent, inst, arrival, position_lots)
+    side, qty, limit, reduce_only = sz.side, sz.lots, sz.limit, sz.reduce_only
+    if limit is not None and limit < 1:
+        raise ConfigError(f"{intent.symbol}: limit {intent.limit_price:f} is below one tick ({inst.tick_size:f})")
     min_lots = min_order_lots(inst, arrival.mid_ticks)
     if qty < min_lots and not reduce_only:
         raise ConfigError(f"{intent.symbol}: {inst.lots_to_qty(qty)} is below the minimum order "

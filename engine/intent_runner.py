@@ -30,7 +30,7 @@ from engine import crashpoints
 from engine.bus import Bus
 from engine.commands import Submitted
 from engine.errors import ConfigError, RiskRefused, StateError, VenueError
-from engine.execution import Arrival, Tracker, make_algo, make_spec
+from engine.execution import Arrival, Sizing, Tracker, cap_ticks, make_algo, make_spec, size_intent
 from engine.intents import Intent, IntentKind
 from engine.lifecycle import IState, LiveIntent
 from engine.oms.orders import Fill, Order, OState
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 MS = 1_000_000
 SEC = 1_000_000_000
 _CRASH = crashpoints.ARMED                # a crash point is armed (TAPESHOT_CRASH_AT): the drills only
-TRANSIENT_RISK = frozenset({"book_unsynced", "book_stale", "book_crossed", "no_price", "order_rate", "open_orders"})
+TRANSIENT_RISK = frozenset({"book_unsynced", "book_stale", "book_crossed", "no_price", "order_rate", "order_rate_1s",
+                            "open_orders"})
 
 
 class IntentRunner:
@@ -95,19 +96,52 @@ class IntentRunner:
         return Submitted(iid, f"already received as {iid}: {what}", duplicate=True)
 
     async def _accept(self, intent: Intent, source: str, user: str, key: str | None) -> Submitted:
+        """``_admit``, with every refusal journalled (a "refused" decision naming the limit, value and unit)
+        before the trader hears it."""
+        try:
+            return await self._admit(intent, source, user, key)
+        except (RiskRefused, ConfigError) as exc:
+            self._journal_refusal(intent, source, user, exc)
+            try:
+                await self.journal.sync()
+            except Exception as sync_exc:              # the refusal is still the answer; the journal says why not
+                log.warning("refusal of %r not journalled: %s", intent.raw, sync_exc)
+            raise
+
+    def _journal_refusal(self, intent: Intent, source: str, user: str, exc: RiskRefused | ConfigError) -> None:
+        record = exc.record() if isinstance(exc, RiskRefused) else {"reason": "invalid", "detail": str(exc)}
+        self.journal.decision(None, self.clock() // MS, "refused", {
+            "stage": "accept", "text": intent.raw or intent.describe(), "symbol": intent.symbol, "source": source,
+            "user": user, **record})
+
+    def _check_limits(self, intent: Intent, inst: Any, sz: Sizing, arrival: Arrival, pos_lots: int) -> None:
+        """The pre-trade limits on the intent as a whole (``RiskGateway.check_intent``): refused at once, before
+        anything is registered or sent, rather than order by order."""
+        tick, step = float(inst.tick_size), float(inst.step_size)
+        cap = cap_ticks(sz.side, arrival.mid_ticks, intent.max_slippage_bps)
+        worst = cap if sz.limit is None else min(cap, sz.limit) if sz.side == BUY else max(cap, sz.limit)
+        limit = None if sz.limit is None else sz.limit * tick if sz.limit >= 1 else float(intent.limit_price)
+        self.risk.check_intent(inst.symbol, sz.side == BUY, sz.lots * step, limit, worst * tick,
+                               arrival.mid_ticks * tick, pos_lots * step, sz.reduce_only, tick,
+                               float(inst.min_notional))
+
+    async def _admit(self, intent: Intent, source: str, user: str, key: str | None) -> Submitted:
         inst = self.instrument(intent.symbol)
         sf = self.feed[inst.symbol]
         if self.closing:
             raise RiskRefused("shutdown", "the engine is shutting down: nothing new is accepted")
-        if self.risk.state is TradingState.HALTED and intent.kind is IntentKind.ENTER:
-            raise RiskRefused("halted", "trading is halted (kill switch); /resume first")
+        if self.risk.state is not TradingState.ACTIVE and intent.kind is IntentKind.ENTER:
+            raise RiskRefused(self.risk.state.value.lower(), f"trading is {self.risk.state.value} (kill switch): "
+                              "no new exposure; flat and TP/SL still go out; /resume to trade again")
         if any(li.state.live or li.state is IState.ACCEPTED for li in self.active.get(inst.symbol, [])):
             raise RiskRefused("busy", f"an intent is already working on {inst.symbol}: cancel it first")
         now = self.clock()
         arrival = Arrival.stamp(sf, now)
         position = self.oms.positions.get(inst.symbol)
         pos_lots = inst.qty_to_lots(abs(position.qty)) * (1 if position.qty >= 0 else -1)
-        spec = make_spec(intent, inst, arrival, pos_lots, self._rtt(), self.cfg.engine.timer_ms * MS)
+        sizing = size_intent(intent, inst, arrival, pos_lots)
+        self._check_limits(intent, inst, sizing, arrival, pos_lots)
+        spec = make_spec(intent, inst, arrival, pos_lots, self._rtt(), self.cfg.engine.timer_ms * MS, sizing)
         li = LiveIntent(self.new_id(), intent, source, user, inst=inst, sf=sf, position=position, key=key)
         seq = itertools.count(1)
         li.algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}")
@@ -127,6 +161,7 @@ class IntentRunner:
             self._forget(li)
             raise
         echo = f"{intent.describe()} -> {li.algo.name} ({why}); cap {inst.fmt_price(spec.cap)}"
+        echo += "".join(f"; {note}" for note in sizing.notes)
         self._start(li, echo)
         return Submitted(li.id, echo, {"mid": str(Decimal(repr(arrival.mid_ticks)) * inst.tick_size),
                                        "bid": arrival.bid, "ask": arrival.ask})
@@ -234,11 +269,11 @@ class IntentRunner:
 
     def _fire(self, li: LiveIntent, act: Place, gate: Any, buy: bool, now: int) -> int:
         if not gate:
-            return self.risk.core.check_order(li.sf, buy, act.qty, act.price or 0, li.tick_f, li.step_f,
+            return self.risk.core.check_order(li.sf, buy, act.qty, act.price, li.tick_f, li.step_f,
                                               li.position.qty_f, act.reduce_only, len(self.oms.live), now,
-                                              self._stale_ns)
+                                              self._stale_ns, self.oms.live, self.oms.orders)
         try:
-            return gate.fire(buy, act.qty, act.price or 0, act.tif, act.reduce_only, act.cid, now)
+            return gate.fire(buy, act.qty, act.price, act.tif, act.reduce_only, act.cid, now)   # price None: MARKET
         except ValueError:
             return GATE_NOT_CONNECTED                # not writable in C (nothing sent): the general path says why
         except (OSError, RuntimeError) as exc:       # the write failed part way: the outcome is the venue's to tell
@@ -256,8 +291,7 @@ class IntentRunner:
         exc = self.risk.refusal(code, li.inst.symbol, buy, act.qty * li.step_f,
                                 None if act.price is None else act.price * li.tick_f, sf.book.mid * li.tick_f,
                                 li.position.qty_f)
-        self.journal.decision(li.id, now // MS, "refused", {"cid": act.cid, "reason": exc.reason,
-                                                            "detail": exc.detail})
+        self.journal.decision(li.id, now // MS, "refused", {"cid": act.cid, **exc.record()})
         self.bus.emit(li.id, "error", f"order refused: {exc}", li.source, li.user)
         up = OrderUpdate(act.cid, "REJECTED", final=True, reason=str(exc),
                          transient=RISK_REASONS[code] in TRANSIENT_RISK)

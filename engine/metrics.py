@@ -50,6 +50,8 @@ HISTOGRAMS = {
     "loop_lag": Histogram("tapeshot_loop_lag_seconds", "How late the event loop woke a 50 ms timer"),
 }
 
+KILLS: dict[str, int] = {}       # kill switch trips by trigger (manual, drawdown, book, latency, loop_stall, ...)
+
 
 class NodeCollector:
     def __init__(self, node) -> None:
@@ -96,6 +98,10 @@ class NodeCollector:
         for reason, c in n.risk.refused.items():
             refused.add_metric([reason], c)
         yield refused
+        kills = CounterMetricFamily("tapeshot_kills", "Kill switch trips by trigger", labels=["trigger"])
+        for trigger, c in list(KILLS.items()):
+            kills.add_metric([trigger], c)
+        yield kills
         for h in HISTOGRAMS.values():
             yield h.family()
 
@@ -113,4 +119,4 @@ async def serve_metrics(node, port: int, host: str = "127.0.0.1") -> Callable:
     return stop
 
 
-__all__ = ["HISTOGRAMS", "Histogram", "NodeCollector", "serve_metrics", "threading"]
+__all__ = ["HISTOGRAMS", "KILLS", "Histogram", "NodeCollector", "serve_metrics", "threading"]

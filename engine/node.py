@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from engine import affinity, guards
 from engine.bus import Bus
@@ -35,6 +36,7 @@ from engine.feed.live import MarketData
 from engine.intent_runner import IntentRunner
 from engine.intents import Intent, IntentKind, parse
 from engine.keys import Credentials, Secret, sim_credentials, verify_with_venue
+from engine.kill import KillAction, Watchdog, kill_callable
 from engine.model import Instrument, Side
 from engine.oms.journal import Journal, claim, venue_id
 from engine.oms.journal import lock as lock_journal
@@ -42,7 +44,7 @@ from engine.oms.manager import OrderManager
 from engine.oms.orders import Fill, Order
 from engine.oms.reconcile import reconcile
 from engine.protect import Protections
-from engine.risk import KillSwitch, RiskGateway
+from engine.risk import KillSwitch, RiskGateway, TradingState
 from engine.venues.binance.gateway import OrderGateway
 from engine.venues.binance.rest import MAINNET_REST, TESTNET_REST, BinanceRest
 from engine.venues.binance.streams import MAINNET_WS, TESTNET_WS, UserStream
@@ -51,7 +53,7 @@ from engine.venues.binance.wsapi import MAINNET_WS_API, TESTNET_WS_API
 
 log = logging.getLogger(__name__)
 MS = 1_000_000
-COMMANDS = frozenset({"submit", "preview", "status", "positions", "kill", "resume", "add_rationale", "report",
+COMMANDS = frozenset({"submit", "preview", "status", "positions", "kill", "reduce", "resume", "add_rationale", "report",
                       "seen", "remember"})
 
 
@@ -173,18 +175,87 @@ class Node:
                                self.killswitch, {k for k, v in state.keys.items() if not v})
 
     def _start_guards(self) -> None:
-        kill = self.cockpit.kill
+        """The timers and watchers beside the hot path: the algorithm timer, the KillSwitch's triggers
+        (``engine.guards``) and its action with the watchdog thread (``engine.kill``), loop lag, the venue clock,
+        the dead man's switch."""
+        kill = kill_callable(self.cockpit.kill)
         self._tasks += [
             asyncio.create_task(self.runner.run_timer()),
-            asyncio.create_task(guards.watch_equity(self.killswitch, self.equity,
-                                                    lambda reason: kill(reason, user="killswitch"))),
+            asyncio.create_task(guards.watch_equity(self.killswitch, self.equity, kill, clock=self.now,
+                                                    save=lambda snap: self.journal.kv_set(KillSwitch.KV_KEY, snap))),
+            asyncio.create_task(guards.watch_triggers(self._kill_watchers(), kill,
+                                                      lambda: self.risk.state is TradingState.HALTED)),
             asyncio.create_task(self.loop_lag.run()),
             asyncio.create_task(guards.keep_clock(self.rest, self.cfg.venue.time_sync_s))]
+        self._start_kill_action()
         if self.cfg.venue.countdown_cancel_ms:
             self._tasks.append(asyncio.create_task(
                 guards.dead_mans_switch(self.rest, list(self.instruments), self.cfg.venue.countdown_cancel_ms)))
         if self.ws_api is not None:
             self.ws_api.on_clock_error = self.rest.clock_suspect.set
+
+    def _kill_watchers(self) -> list[Any]:
+        """The KillSwitch's automatic triggers, each handed what it reads (``risk.kill_*``; 0 turns one off)."""
+        from engine.metrics import HISTOGRAMS
+
+        r = self.cfg.risk
+        rows = self.journal.query("SELECT value FROM kv WHERE key=?", (KillSwitch.KV_KEY,))
+        if rows:
+            self.killswitch.restore(orjson.loads(rows[0]["value"]))
+        out: list[Any] = []
+        if r.kill_book_unhealthy_ms:
+            out.append(guards.BookWatch(self.feed, self._working_on, self.now, self.cfg.feed.stale_ms * MS,
+                                        r.kill_book_unhealthy_ms / 1000))
+        if r.kill_latency_ms:
+            out.append(guards.LatencyWatch(HISTOGRAMS["order_round_trip"], lambda: self.loop_lag.last_s,
+                                           r.kill_latency_ms / 1000, r.kill_latency_s))
+        if r.kill_reject_streak:
+            streak = guards.RejectStreak(r.kill_reject_streak)
+            self.oms.on_order = streak.wrap(self.oms.on_order)
+            out.append(streak)
+        if r.kill_unreachable_s:
+            out.append(self._reach_watch(r.kill_unreachable_s))
+        return out
+
+    def _reach_watch(self, limit_s: float) -> guards.ReachWatch:
+        probes = {"market stream": self.md.stream.connected.is_set, "user stream": self.user.connected.is_set}
+        retry = {}
+        if self.ws_api is not None:
+            api = self.ws_api
+            probes["order socket"] = lambda: _socket_up(api)
+            retry["order socket"] = lambda: self.bus.spawn(_quietly(api.connect()))
+        return guards.ReachWatch(probes, limit_s, retry)
+
+    def _working_on(self, symbol: str) -> bool:
+        """Orders or an intent work on ``symbol`` (what the book and stall triggers guard)."""
+        return any(li.state.live for li in self.runner.active.get(symbol, ())) or \
+            any(o.symbol == symbol and o.state.open and o.purpose in ("entry", "exit")
+                for o in (self.oms.orders.get(c) for c in list(self.oms.live)) if o is not None)
+
+    def _start_kill_action(self) -> None:
+        """The venue-side kill action and the watchdog thread that can do its cancel-all while the loop is
+        blocked; the loop stamps its heartbeat every 20 ms."""
+        r = self.cfg.risk
+        wd = Watchdog(self.rest.base_url, self.rest.creds, list(self.instruments), self.rest.now_ms,
+                                        self.risk.core, r.kill_watchdog_ms, r.kill_loop_stall_ms,
+                                        self.cfg.venue.recv_window_ms)
+        loop = asyncio.get_running_loop()
+        wd.on_kill = lambda trigger, reason: loop.call_soon_threadsafe(self._kill_soon, trigger, reason)
+        self.cockpit.killer = KillAction(r, self.rest, self.runner, self.oms, self.protect, self.feed,
+                                         self.instruments, self.risk, wd)
+        self.cockpit.watchdog = self.watchdog = wd
+        wd.start()
+        self._tasks.append(asyncio.create_task(self._heartbeat(wd)))
+
+    def _kill_soon(self, trigger: str, reason: str) -> None:
+        if not self.killswitch.tripped or self.risk.state is not TradingState.HALTED:
+            self.bus.spawn(self.cockpit.kill(reason, user="watchdog", trigger=trigger))
+
+    async def _heartbeat(self, wd: Watchdog) -> None:
+        try:
+            await wd.heartbeat(lambda: any(self._working_on(s) for s in self.instruments))
+        finally:
+            wd._stop.set()
 
     def equity(self) -> Decimal:
         return guards.equity(self.oms, self.feed, self.instruments)
@@ -202,7 +273,7 @@ class Node:
         if v.rest_url:                                   # an external sim venue (tapeshot sim): its tape's time
             creds = sim_credentials(self.cfg.engine.home) or creds   # the key file's "sim" profile, if any
             ws = v.ws_url or v.rest_url.replace("http", "ws", 1)
-            self.clock = lambda: self.feed.market_now(time.monotonic_ns())
+            self.clock = self._market_clock(v.speed)
             return v.rest_url, ws, v.ws_api_url or f"{ws}/ws-fapi/v1", creds
         from engine.feed.recording import sample_path
         from engine.venues.sim import SimExchange
@@ -211,6 +282,16 @@ class Node:
         await self.venue.start()
         self.clock = self.venue.exchange_now                   # the replay's exchange time
         return self.venue.rest_url, self.venue.ws_url, self.venue.ws_api_url, creds
+
+    def _market_clock(self, speed: float) -> Callable[[], int]:
+        """An external sim's clock: the newest exchange time seen plus the time since, at its replay speed."""
+        if speed == 1.0:
+            return lambda: self.feed.market_now(time.monotonic_ns())
+
+        def now() -> int:
+            f = self.feed
+            return f.exchange_ns + int((time.monotonic_ns() - f.exchange_seen_ns) * speed) if f.exchange_ns else 0
+        return now
 
     def _credentials(self) -> Credentials:
         """The environment's key if it has one, else the profile from the encrypted key file."""
@@ -319,7 +400,8 @@ class Node:
         await self._close()
 
     async def _close(self) -> None:
-        for t in self._tasks:
+        oms_tasks = list(getattr(getattr(self, "oms", None), "_tasks", ()))   # resolutions would outlive the session
+        for t in [*self._tasks, *oms_tasks]:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -334,3 +416,20 @@ class Node:
             await self.session.close()
         if self.venue is not None:
             await self.venue.stop()
+
+
+async def _quietly(coro: Any) -> None:
+    """Run ``coro``; a venue or connection error is only logged (a reconnection attempt)."""
+    try:
+        await coro
+    except (VenueError, OSError) as exc:
+        log.debug("reconnect: %s", exc)
+
+
+def _socket_up(api: Any) -> bool:
+    """The WebSocket API connection is open (picows: ``connected``; aiohttp: an open ``_ws``)."""
+    up = getattr(api, "connected", None)
+    if isinstance(up, bool):
+        return up
+    ws = getattr(api, "_ws", None)
+    return ws is not None and not ws.closed

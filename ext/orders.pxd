@@ -40,19 +40,38 @@ cdef class RateWindows:
     cdef void charge(self, int64_t now, int64_t weight, int64_t orders) noexcept
 
 
+cdef struct Limits:        # one scope's numeric limits (a symbol's, or the account's); 0 turns an optional one off
+    double order_qty, order_notional, position_qty, position_notional, band_bps, min_notional
+    int64_t open_orders, per_s, per_10s
+
+
+cdef struct Rate:          # send times (monotonic s) of the last ``cap`` orders: the k-th newest is t[head - k]
+    double* t
+    int64_t cap, n, head
+
+
 cdef class RiskCore:
-    cdef public double max_order_notional, max_position_notional, price_band_bps
-    cdef public int64_t max_open_orders, max_orders_per_10s
+    cdef Limits glob                       # the account's counts, and every symbol's defaults
+    cdef Rate acct                         # the account's order rate
+    cdef Limits* lims                      # per symbol (``symbol``: name -> index)
+    cdef Rate* rates
+    cdef int n_syms
+    cdef dict index
     cdef public int state                  # 0 active, 1 reducing, 2 halted
     cdef public int64_t open_orders
-    cdef double* sent                      # ring of send times (s), capacity max_orders_per_10s
-    cdef int64_t head, n_sent
+    cdef readonly double last_limit, last_value     # the limit a refusal broke and the value that broke it
+    cdef readonly int last_sym                      # ... and its scope: a symbol's index, or -1 (the account)
 
     cdef int check_c(self, bint buy, double qty, double price, double mid, double position, bint reduce_only,
-                     bint synced, bint stale, bint crossed, double now_s) noexcept
-    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
-                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
-                        int64_t stale_ns) noexcept
+                     bint synced, bint stale, bint crossed, double now_s, int sym, int64_t sym_open) noexcept
+    cdef int limits_c(self, Limits* lim, int sym, bint buy, double qty, double price, double mid, double position,
+                      bint reduces, bint reduce_only) noexcept
+    cdef int counts_c(self, Limits* lim, Rate* rate, int sym, int64_t sym_open, double now_s) noexcept
+    cdef int refuse(self, int code, double limit, double value, int sym) noexcept
+    cdef Limits* _lim(self, int sym) except NULL
+    cdef int check_book(self, SymbolFeed sf, int sym, bint buy, int64_t lots, int64_t ticks, bint market,
+                        double tick, double step, double position, bint reduce_only, int64_t open_orders,
+                        int64_t sym_open, int64_t now_ns, int64_t stale_ns) noexcept
 
 
 cdef class OrderWire:
@@ -97,4 +116,5 @@ cdef class OrderGate:
     cdef dict orders                       # the OMS's orders by client id
     cdef object clock                      # has ``time_offset_ms``: the venue's clock minus ours
     cdef int64_t stale_ns
+    cdef int rsym                          # the symbol's index in ``risk``
     cdef readonly int64_t rid              # the request id of the last order fired

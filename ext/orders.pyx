@@ -358,44 +358,169 @@ cdef class RateWindows:
 
 RISK_OK = 0
 RISK_REASONS = ("", "halted", "reducing", "book_unsynced", "book_stale", "book_crossed", "no_price",
-                "order_notional", "position_notional", "price_band", "open_orders", "order_rate")
+                "order_notional", "position_notional", "price_band", "open_orders", "order_rate",
+                "order_qty", "position_qty", "min_notional", "order_rate_1s", "price_tick")
+RISK_ACCOUNT = -1          # ``last_sym`` of a refusal by an account-wide limit (open orders, order rate)
+
+
+cdef int _limits(Limits* lim, double order_qty, double order_notional, double position_qty,
+                 double position_notional, double band_bps, double min_notional, int64_t open_orders,
+                 int64_t per_s, int64_t per_10s) except -1:
+    """Fill ``lim``, or raise ``ValueError`` naming the limit that is out of range (0 turns an optional one off)."""
+    if not (order_notional > 0 and position_notional > 0 and band_bps > 0):
+        raise ValueError("risk limits must be positive (order and position notional, price band)")
+    if not (order_qty >= 0 and position_qty >= 0 and min_notional >= 0 and per_s >= 0):
+        raise ValueError("optional risk limits must be >= 0 (0: off)")
+    if open_orders < 1 or per_10s < 1:
+        raise ValueError("risk counts must be at least 1 (open orders, orders per 10 s)")
+    lim.order_qty, lim.order_notional, lim.position_qty = order_qty, order_notional, position_qty
+    lim.position_notional, lim.band_bps, lim.min_notional = position_notional, band_bps, min_notional
+    lim.open_orders, lim.per_s, lim.per_10s = open_orders, per_s, per_10s
+    return 0
+
+
+cdef int _rate_init(Rate* r, int64_t per_s, int64_t per_10s) except -1:
+    r.cap = per_10s if per_10s > per_s else per_s
+    r.n = r.head = 0
+    r.t = <double*>malloc(r.cap * sizeof(double))
+    if r.t is NULL:
+        raise MemoryError()
+    return 0
+
+
+cdef inline bint _rate_full(Rate* r, int64_t limit, double window_s, double now_s) noexcept:
+    """``limit`` orders were already sent within ``window_s`` (inclusive) before ``now_s``: one more is too many."""
+    return limit > 0 and r.n >= limit and now_s - r.t[(r.head - limit + r.cap) % r.cap] <= window_s
+
+
+cdef inline void _rate_add(Rate* r, double now_s) noexcept:
+    r.t[r.head] = now_s
+    r.head = (r.head + 1) % r.cap
+    if r.n < r.cap:
+        r.n += 1
 
 
 cdef class RiskCore:
     """The pre-trade checks, in order: trading state (0 active, 1 reducing: only position-reducing orders,
-    2 halted), book health (synced, fresh, not crossed), a price to value the order by (the limit, else the mid),
-    order notional, position notional after the order (unless it reduces), the limit's distance from the mid in
-    bps, open orders, and our own order rate over a sliding 10 s. ``check`` returns 0 and counts the order
-    against the rate, or the index of the first failed check in ``RISK_REASONS`` (and counts nothing).
+    2 halted: only reduce-only orders on the side that closes the position, so the trader can always get out),
+    book health (synced, fresh, not crossed), a limit price of at least one tick, a price to value the order by
+    (the limit, else the mid), then the symbol's limits: order quantity, notional and the minimum notional (not
+    for reduce-only orders: the way out stays open), position quantity and notional after the order (unless it reduces), the limit's
+    distance from the mid in bps; then the counts: open orders and our own order rate over a sliding 1 s and
+    10 s, for the account and for the symbol. ``check`` returns 0 and counts the order against the rates, or the
+    index of the first failed check in ``RISK_REASONS`` (and counts nothing); ``last_limit``, ``last_value`` and
+    ``last_sym`` then say which limit and what value broke it.
 
-    Sizes and prices are doubles in instrument units (qty in base asset, prices in quote): limits are
-    thresholds, the OMS keeps the exact accounting. A missing price or mid is NaN."""
+    The constructor's limits are the account's counts (open orders, order rates) and every symbol's defaults;
+    ``add_symbol`` gives a symbol its own (counts no looser than the account's). ``sym`` -1 checks against the
+    defaults and the account alone. Sizes and prices are doubles in instrument units (qty in base asset, prices
+    in quote): limits are thresholds, the OMS keeps the exact accounting. A missing price or mid is NaN."""
 
     def __cinit__(self, double max_order_notional, double max_position_notional, int64_t max_open_orders,
-                  double price_band_bps, int64_t max_orders_per_10s) -> None:
-        if not (max_order_notional > 0 and max_position_notional > 0 and price_band_bps > 0):
-            raise ValueError("risk limits must be positive")
-        if max_open_orders < 1 or max_orders_per_10s < 1:
-            raise ValueError("risk counts must be at least 1")
-        self.max_order_notional = max_order_notional
-        self.max_position_notional = max_position_notional
-        self.max_open_orders = max_open_orders
-        self.price_band_bps = price_band_bps
-        self.max_orders_per_10s = max_orders_per_10s
-        self.sent = <double*>malloc(max_orders_per_10s * sizeof(double))
-        if self.sent is NULL:
+                  double price_band_bps, int64_t max_orders_per_10s, int64_t max_orders_per_s=0,
+                  double max_order_qty=0, double max_position_qty=0, double min_notional=0) -> None:
+        _limits(&self.glob, max_order_qty, max_order_notional, max_position_qty, max_position_notional,
+                price_band_bps, min_notional, max_open_orders, max_orders_per_s, max_orders_per_10s)
+        self.lims = <Limits*>calloc(MAX_SYMBOLS, sizeof(Limits))
+        self.rates = <Rate*>calloc(MAX_SYMBOLS, sizeof(Rate))
+        if self.lims is NULL or self.rates is NULL:
             raise MemoryError()
+        _rate_init(&self.acct, max_orders_per_s, max_orders_per_10s)
+        self.index = {}
+        self.last_sym = -1
 
     def __dealloc__(self) -> None:
-        free(self.sent)
+        cdef int i
+        if self.rates is not NULL:
+            for i in range(self.n_syms):
+                free(self.rates[i].t)
+        free(self.acct.t)
+        free(self.lims)
+        free(self.rates)
+
+    @property
+    def max_order_notional(self) -> float:
+        return self.glob.order_notional
+
+    @property
+    def max_open_orders(self) -> int:
+        return self.glob.open_orders
+
+    @property
+    def max_orders_per_10s(self) -> int:
+        return self.glob.per_10s
+
+    def add_symbol(self, str symbol not None, double max_order_qty=-1, double max_order_notional=-1,
+                   double max_position_qty=-1, double max_position_notional=-1, double price_band_bps=-1,
+                   double min_notional=-1, int64_t max_open_orders=-1, int64_t max_orders_per_s=-1,
+                   int64_t max_orders_per_10s=-1) -> int:
+        """Give ``symbol`` its limits (each left out, or < 0: the default's) and return its index. Counts may not
+        be looser than the account's. Called again, it replaces the limits (the symbol's rate history stays)."""
+        cdef Limits lim
+        cdef Limits* g = &self.glob
+        cdef int i = self.index.get(symbol, self.n_syms)
+        _limits(&lim, g.order_qty if max_order_qty < 0 else max_order_qty,
+                g.order_notional if max_order_notional < 0 else max_order_notional,
+                g.position_qty if max_position_qty < 0 else max_position_qty,
+                g.position_notional if max_position_notional < 0 else max_position_notional,
+                g.band_bps if price_band_bps < 0 else price_band_bps,
+                g.min_notional if min_notional < 0 else min_notional,
+                g.open_orders if max_open_orders < 0 else max_open_orders,
+                g.per_s if max_orders_per_s < 0 else max_orders_per_s,
+                g.per_10s if max_orders_per_10s < 0 else max_orders_per_10s)
+        if lim.open_orders > g.open_orders or lim.per_10s > g.per_10s or (g.per_s and lim.per_s > g.per_s):
+            raise ValueError(f"{symbol}: open orders and order rates may not exceed the account's")
+        if i == self.n_syms:
+            if i >= MAX_SYMBOLS:
+                raise ValueError(f"at most {MAX_SYMBOLS} symbols")
+            _rate_init(&self.rates[i], lim.per_s, lim.per_10s)
+            self.index[symbol] = i
+            self.n_syms += 1
+        elif self.rates[i].cap < lim.per_s or self.rates[i].cap < lim.per_10s:
+            raise ValueError(f"{symbol}: its order-rate limits may only be lowered once it has traded")
+        self.lims[i] = lim
+        return i
+
+    def symbol(self, str symbol not None, double venue_min_notional=0) -> int:
+        """``symbol``'s index (registered with the defaults on first use); the venue's minimum notional, when
+        given, is the floor of the symbol's."""
+        cdef int i = self.index.get(symbol, -1)
+        if i < 0:
+            i = self.add_symbol(symbol)
+        if venue_min_notional > self.lims[i].min_notional:
+            self.lims[i].min_notional = venue_min_notional
+        return i
+
+    def limits(self, int sym=-1) -> dict:
+        """The limits in force for symbol index ``sym`` (-1: the defaults and the account's counts)."""
+        cdef Limits* lim = self._lim(sym)
+        return {"max_order_qty": lim.order_qty, "max_order_notional": lim.order_notional,
+                "max_position_qty": lim.position_qty, "max_position_notional": lim.position_notional,
+                "price_band_bps": lim.band_bps, "min_notional": lim.min_notional,
+                "max_open_orders": lim.open_orders, "max_orders_per_s": lim.per_s,
+                "max_orders_per_10s": lim.per_10s}
+
+    cdef Limits* _lim(self, int sym) except NULL:
+        if sym == -1:
+            return &self.glob
+        if not 0 <= sym < self.n_syms:
+            raise IndexError(f"no risk symbol {sym}")
+        return &self.lims[sym]
+
+    cdef int refuse(self, int code, double limit, double value, int sym) noexcept:
+        self.last_limit, self.last_value, self.last_sym = limit, value, sym
+        return code
 
     cdef int check_c(self, bint buy, double qty, double price, double mid, double position, bint reduce_only,
-                     bint synced, bint stale, bint crossed, double now_s) noexcept:
+                     bint synced, bint stale, bint crossed, double now_s, int sym, int64_t sym_open) noexcept:
+        """``sym``: the symbol's index, or -1 (the defaults, the account alone); ``sym_open``: the symbol's open
+        orders, or -1 when its limit is not tighter than the account's (nothing to count)."""
         cdef bint reduces = reduce_only or (position > 0 and not buy and qty <= position) or \
             (position < 0 and buy and qty <= -position)
-        cdef double ref, after
-        if self.state == 2:
-            return 1
+        cdef Limits* lim = &self.glob if sym < 0 else &self.lims[sym]
+        cdef int code
+        if self.state == 2 and not (reduce_only and ((position > 0 and not buy) or (position < 0 and buy))):
+            return 1                       # halted: only reduce-only orders against the position (flat, TP/SL)
         if self.state == 1 and not reduces:
             return 2
         if not synced:
@@ -404,63 +529,120 @@ cdef class RiskCore:
             return 4
         if crossed:
             return 5
+        code = self.limits_c(lim, sym, buy, qty, price, mid, position, reduces, reduce_only)
+        if code:
+            return code
+        return self.counts_c(lim, <Rate*>NULL if sym < 0 else &self.rates[sym], sym, sym_open, now_s)
+
+    cdef int limits_c(self, Limits* lim, int sym, bint buy, double qty, double price, double mid, double position,
+                      bint reduces, bint reduce_only) noexcept:
+        """The symbol's numeric limits on one order (a reason code, or 0)."""
+        cdef double ref, after, notional, bps
+        if not isnan(price) and not price > 0:
+            return self.refuse(16, 0.0, price, sym)                    # a limit below one tick is no price
         ref = mid if isnan(price) else price
         if isnan(ref) or ref <= 0:
             return 6
-        if qty * ref > self.max_order_notional:
-            return 7
-        after = position + (qty if buy else -qty)
-        if not reduces and fabs(after) * ref > self.max_position_notional:
-            return 8
+        notional = qty * ref
+        if not reduce_only:                # a reduce-only order can only close: the way out stays open
+            if lim.order_qty > 0 and qty > lim.order_qty:
+                return self.refuse(12, lim.order_qty, qty, sym)
+            if notional > lim.order_notional:
+                return self.refuse(7, lim.order_notional, notional, sym)
+            if notional < lim.min_notional:
+                return self.refuse(14, lim.min_notional, notional, sym)
+        after = fabs(position + (qty if buy else -qty))
+        if not reduces and lim.position_qty > 0 and after > lim.position_qty:
+            return self.refuse(13, lim.position_qty, after, sym)
+        if not reduces and after * ref > lim.position_notional:
+            return self.refuse(8, lim.position_notional, after * ref, sym)
         if not isnan(price) and not isnan(mid) and mid != 0:
-            if fabs(price - mid) / mid * 10_000 > self.price_band_bps:
-                return 9
-        if self.open_orders >= self.max_open_orders:
-            return 10
-        while self.n_sent and now_s - self.sent[self.head] > 10:
-            self.head = (self.head + 1) % self.max_orders_per_10s
-            self.n_sent -= 1
-        if self.n_sent >= self.max_orders_per_10s:
-            return 11
-        self.sent[(self.head + self.n_sent) % self.max_orders_per_10s] = now_s
-        self.n_sent += 1
+            bps = fabs(price - mid) / mid * 10_000
+            if bps > lim.band_bps:
+                return self.refuse(9, lim.band_bps, bps, sym)
+        return 0
+
+    cdef int counts_c(self, Limits* lim, Rate* rate, int sym, int64_t sym_open, double now_s) noexcept:
+        """Open orders and the order rates, the account's then the symbol's; on success the order is counted."""
+        cdef Limits* g = &self.glob
+        if self.open_orders >= g.open_orders:
+            return self.refuse(10, <double>g.open_orders, <double>self.open_orders, -1)
+        if sym_open >= 0 and sym_open >= lim.open_orders:
+            return self.refuse(10, <double>lim.open_orders, <double>sym_open, sym)
+        if _rate_full(&self.acct, g.per_s, 1.0, now_s):
+            return self.refuse(15, <double>g.per_s, <double>g.per_s, -1)
+        if _rate_full(&self.acct, g.per_10s, 10.0, now_s):
+            return self.refuse(11, <double>g.per_10s, <double>g.per_10s, -1)
+        if rate is not NULL:
+            if _rate_full(rate, lim.per_s, 1.0, now_s):
+                return self.refuse(15, <double>lim.per_s, <double>lim.per_s, sym)
+            if _rate_full(rate, lim.per_10s, 10.0, now_s):
+                return self.refuse(11, <double>lim.per_10s, <double>lim.per_10s, sym)
+            _rate_add(rate, now_s)
+        _rate_add(&self.acct, now_s)
         return 0
 
     def check(self, bint buy, double qty, double price, double mid, double position, bint reduce_only,
-              bint synced=True, bint stale=False, bint crossed=False, double now_s=0.0) -> int:
-        """0 when the order may go (and it is counted), else the reason's index in ``RISK_REASONS``."""
-        return self.check_c(buy, qty, price, mid, position, reduce_only, synced, stale, crossed, now_s)
+              bint synced=True, bint stale=False, bint crossed=False, double now_s=0.0, int sym=-1,
+              int64_t sym_open_orders=-1) -> int:
+        """0 when the order may go (and it is counted), else the reason's index in ``RISK_REASONS``. ``sym``: a
+        symbol index (``symbol``), -1 for the defaults and the account alone; ``sym_open_orders``: the symbol's
+        own open orders (-1: not counted)."""
+        if not -1 <= sym < self.n_syms:
+            raise IndexError(f"no risk symbol {sym}")
+        return self.check_c(buy, qty, price, mid, position, reduce_only, synced, stale, crossed, now_s, sym,
+                            sym_open_orders)
 
-    def check_order(self, SymbolFeed sf not None, bint buy, int64_t lots, int64_t ticks, double tick, double step,
-                    double position, bint reduce_only, int64_t open_orders, int64_t now_ns, int64_t stale_ns) -> int:
-        """``check`` for an order in integer ``lots`` and ``ticks`` (0: market) on ``sf``'s book, read in C: synced,
-        fresh (a diff applied within ``stale_ns`` of exchange time before ``now_ns``), not crossed, its mid the
-        reference. ``open_orders`` is the OMS's count; the order rate runs on ``CLOCK_MONOTONIC`` seconds, as
-        ``time.monotonic()``."""
-        return self.check_book(sf, buy, lots, ticks, tick, step, position, reduce_only, open_orders, now_ns,
-                               stale_ns)
+    def check_order(self, SymbolFeed sf not None, bint buy, int64_t lots, object ticks, double tick, double step,
+                    double position, bint reduce_only, int64_t open_orders, int64_t now_ns, int64_t stale_ns,
+                    set live=None, dict orders=None) -> int:
+        """``check`` for an order in integer ``lots`` and ``ticks`` (None: MARKET; a limit's ticks must be >= 1) on
+        ``sf``'s book, read in C: synced, fresh (a diff applied within ``stale_ns`` of exchange time before
+        ``now_ns``), not crossed, its mid the reference; the symbol's limits (registered on first use, the venue's
+        minimum notional as the floor). ``open_orders`` is the OMS's count; ``live``/``orders`` (the OMS's open
+        order ids and orders) count the symbol's own when its limit is tighter. The order rate runs on
+        ``CLOCK_MONOTONIC`` seconds, as ``time.monotonic()``."""
+        cdef int sym = self.index.get(sf.symbol, -1)
+        cdef int64_t sym_open = -1
+        if sym < 0:
+            sym = self.symbol(sf.symbol, float(sf.instrument.min_notional))
+        if live is not None and orders is not None and self.lims[sym].open_orders < self.glob.open_orders:
+            sym_open = _count_symbol(live, orders, sf.symbol)
+        return self.check_book(sf, sym, buy, lots, 0 if ticks is None else ticks, ticks is None, tick, step,
+                               position, reduce_only, open_orders, sym_open, now_ns, stale_ns)
 
-    cdef int check_book(self, SymbolFeed sf, bint buy, int64_t lots, int64_t ticks, double tick, double step,
-                        double position, bint reduce_only, int64_t open_orders, int64_t now_ns,
-                        int64_t stale_ns) noexcept:
+    cdef int check_book(self, SymbolFeed sf, int sym, bint buy, int64_t lots, int64_t ticks, bint market,
+                        double tick, double step, double position, bint reduce_only, int64_t open_orders,
+                        int64_t sym_open, int64_t now_ns, int64_t stale_ns) noexcept:
         cdef Book book = sf.book
         cdef bint synced = sf.state == S_SYNCED
         cdef double mid = book.mid_ticks() * tick
         self.open_orders = open_orders
-        return self.check_c(buy, lots * step, ticks * tick if ticks > 0 else NAN, mid, position, reduce_only, synced,
-                            not synced or now_ns - sf.last_book_ns > stale_ns,
+        return self.check_c(buy, lots * step, NAN if market else (ticks * tick if ticks > 0 else 0.0), mid,
+                            position, reduce_only, synced, not synced or now_ns - sf.last_book_ns > stale_ns,
                             book.best_bid != NO_BID and book.best_ask != NO_ASK and book.best_bid >= book.best_ask,
-                            _monotonic_s())
+                            _monotonic_s(), sym, sym_open)
 
     @property
     def orders_in_window(self) -> int:
-        """Orders counted in the sliding window (as of the last check)."""
-        return self.n_sent
+        """Orders the account sent, as far back as the rate windows look (capped at the larger limit)."""
+        return self.acct.n
+
+
+cdef int64_t _count_symbol(set live, dict orders, str symbol) except -1:
+    """The open orders (``live`` ids in ``orders``) on ``symbol``."""
+    cdef int64_t n = 0
+    for cid in live:
+        o = orders.get(cid)
+        if o is not None and o.symbol == symbol:
+            n += 1
+    return n
 
 
 # ---- the order.place frame -----------------------------------------------------------------------------------------
 
 TIFS = ("GTC", "IOC", "FOK", "GTX")
+cdef int TIF_MARKET = -1             # ``encode``'s time in force for a MARKET order
 cdef enum:
     _SENT = 0
     _RATE_LIMITED = 1
@@ -522,6 +704,19 @@ cdef int _tif_index(str tif) except -1:
     if tif == "GTX":
         return 3
     raise ValueError(f"time in force {tif!r} is not one of {TIFS}")
+
+
+cdef int _order_tif(object ticks, object tif) except -2:
+    """``TIF_MARKET`` for a MARKET order (``ticks`` None), else the LIMIT's time in force."""
+    if ticks is None:
+        return TIF_MARKET
+    if tif is None:
+        raise ValueError("a LIMIT order needs a time in force")
+    return _tif_index(tif)
+
+
+cdef inline int64_t _ticks(object ticks) except? -1:
+    return 0 if ticks is None else ticks
 
 
 cdef inline double _monotonic_s() noexcept:
@@ -619,7 +814,8 @@ cdef class OrderWire:
     cdef Py_ssize_t encode(self, int sym, bint buy, int64_t lots, int64_t ticks, int tif, bint reduce_only,
                            const char* cid, Py_ssize_t cid_len, int64_t rid, int64_t ts_ms) except -1:
         """The frame at ``buf[FRAME_ROOM:]``, its signature payload in ``payload``; returns the frame length.
-        ``ticks`` <= 0: a MARKET order (no price, no timeInForce)."""
+        ``tif`` ``TIF_MARKET``: a MARKET order (no price, no timeInForce; ``ticks`` unused); any other is a LIMIT
+        whose ``ticks`` must be >= 1 (never a MARKET by accident: a price that rounded to nothing raises)."""
         cdef SymFmt* f
         cdef char frame[2048]
         cdef char qty[48]
@@ -628,7 +824,7 @@ cdef class OrderWire:
         cdef char* q = self.payload
         cdef char* qe
         cdef char* pe = px
-        cdef bint limit = ticks > 0
+        cdef bint limit = tif != TIF_MARKET
         cdef const char* tifs
         cdef char hex[64]
         cdef Py_ssize_t sn, n
@@ -636,7 +832,7 @@ cdef class OrderWire:
         if not 0 <= sym < self.n_syms:
             raise IndexError(f"no symbol {sym}")
         f = &self.syms[sym]
-        if lots < 1 or lots > INT64_MAX // f.step_mant or ticks > INT64_MAX // f.tick_mant:
+        if lots < 1 or lots > INT64_MAX // f.step_mant or (limit and not 1 <= ticks <= INT64_MAX // f.tick_mant):
             raise ValueError(f"bad order size or price: {lots} lots, {ticks} ticks")
         if not _cid_ok(cid, cid_len):
             raise ValueError("newClientOrderId must be 1-36 of [.A-Z:/a-z0-9_-]")
@@ -770,12 +966,14 @@ cdef class OrderWire:
         memcpy(self.masks, <const char*>fresh, 4 * 64)
         self.n_masks = 64
 
-    def frame(self, int sym, bint buy, int64_t lots, int64_t ticks, str tif not None, bint reduce_only,
+    def frame(self, int sym, bint buy, int64_t lots, object ticks, object tif, bint reduce_only,
               str cid not None, int64_t rid, int64_t ts_ms) -> bytes:
-        """The request frame's bytes (what ``place`` would send), for tests and inspection."""
+        """The request frame's bytes (what ``place`` would send), for tests and inspection; ``ticks`` None: a
+        MARKET order (``tif`` unused), else a LIMIT at ``ticks`` >= 1."""
         cdef Py_ssize_t cn
         cdef const char* c = PyUnicode_AsUTF8AndSize(cid, &cn)
-        cdef Py_ssize_t n = self.encode(sym, buy, lots, ticks, _tif_index(tif), reduce_only, c, cn, rid, ts_ms)
+        cdef Py_ssize_t n = self.encode(sym, buy, lots, _ticks(ticks), _order_tif(ticks, tif), reduce_only, c, cn,
+                                        rid, ts_ms)
         return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.buf) + FRAME_ROOM, n)
 
     @property
@@ -788,7 +986,7 @@ cdef class OrderWire:
         self.next_id += 1
         return self.next_id
 
-    def place(self, transport, int sym, bint buy, int64_t lots, int64_t ticks, str tif not None,
+    def place(self, transport, int sym, bint buy, int64_t lots, object ticks, object tif,
               bint reduce_only, str cid not None, int64_t rid, int64_t offset_ms) -> int:
         """Check the rate windows, write the frame and send it on the picows ``transport`` now; ``timestamp`` is
         this host's ``CLOCK_REALTIME`` in ms plus ``offset_ms`` (the venue's clock minus ours).
@@ -798,7 +996,8 @@ cdef class OrderWire:
         full; the caller waits through the limiter) or ``PLACE_NOT_CONNECTED`` (nothing sent). Errors in the
         order (size, id) raise ``ValueError`` before anything is sent; a write that fails in picows raises what
         picows raises (a failing ``send(2)`` of our own is left to the transport, which reports the loss)."""
-        return self.place_c(transport, sym, buy, lots, ticks, _tif_index(tif), reduce_only, cid, rid, offset_ms)
+        return self.place_c(transport, sym, buy, lots, _ticks(ticks), _order_tif(ticks, tif), reduce_only, cid, rid,
+                            offset_ms)
 
     cdef int place_c(self, object transport, int sym, bint buy, int64_t lots, int64_t ticks, int tif,
                      bint reduce_only, str cid, int64_t rid, int64_t offset_ms) except -1:
@@ -836,7 +1035,9 @@ cdef class OrderGate:
     ``order.place`` frame on the WebSocket API's socket (``OrderWire``). Built once per symbol and session; reads
     the position (``position.qty_f``), the OMS's open orders (``live``, a set) and its orders by id (``orders``,
     for idempotency), the venue clock offset (``clock.time_offset_ms``) and the connection (``wire.transport``)
-    when it fires, so it never holds a stale copy of any of them."""
+    when it fires, so it never holds a stale copy of any of them. The symbol's risk limits are ``risk``'s for
+    ``sf.symbol`` (registered on first use, the venue's minimum notional as the floor); when its open-order limit
+    is tighter than the account's, its own open orders are counted (one pass over ``live``)."""
 
     def __init__(self, RiskCore risk not None, OrderWire wire not None, SymbolFeed sf not None, int sym,
                  double tick, double step, position, set live not None, dict orders not None, clock,
@@ -848,28 +1049,35 @@ cdef class OrderGate:
         self.risk, self.wire, self.sf, self.sym = risk, wire, sf, sym
         self.tick, self.step, self.position = tick, step, position
         self.live, self.orders, self.clock, self.stale_ns = live, orders, clock, stale_ns
+        self.rsym = risk.symbol(sf.symbol, float(sf.instrument.min_notional))
 
-    def fire(self, bint buy, int64_t lots, int64_t ticks, str tif not None, bint reduce_only, str cid not None,
+    def fire(self, bint buy, int64_t lots, object ticks, object tif, bint reduce_only, str cid not None,
              int64_t now_ns) -> int:
-        """Check and send one order (``ticks`` 0: MARKET, ``tif`` then unused; ``now_ns``: the engine's clock, for
-        the book's staleness). Returns ``GATE_SENT`` (the bytes are on the socket; ``rid`` is the request's id),
+        """Check and send one order (``ticks`` None: MARKET, ``tif`` then unused; else a LIMIT at ``ticks``, which
+        risk refuses below one tick (``price_tick``): a price never becomes a MARKET order; ``now_ns``: the
+        engine's clock, for the book's staleness). Returns ``GATE_SENT`` (the bytes are on the socket; ``rid`` is the request's id),
         a risk reason (> 0, an index of ``RISK_REASONS``; nothing sent), ``GATE_RATE_LIMITED`` or
         ``GATE_NOT_CONNECTED`` (passed risk, counted in its order rate, not sent: the caller takes the general
         path, which waits or connects), or ``GATE_DUPLICATE`` (the client id exists; nothing checked or sent).
         Raises ``ValueError`` for an order the wire cannot write (nothing sent), and what picows raises when its
         write fails."""
-        cdef int t = _tif_index(tif)
+        cdef int t = _order_tif(ticks, tif)
+        cdef int64_t px = _ticks(ticks)
         cdef double position = self.position.qty_f
         cdef int64_t offset_ms = self.clock.time_offset_ms
+        cdef int64_t sym_open = -1
+        cdef RiskCore risk = self.risk
         cdef int code
         if cid in self.orders:
             return -3
-        code = self.risk.check_book(self.sf, buy, lots, ticks, self.tick, self.step, position, reduce_only,
-                                    len(self.live), now_ns, self.stale_ns)
+        if risk.lims[self.rsym].open_orders < risk.glob.open_orders:
+            sym_open = _count_symbol(self.live, self.orders, self.sf.symbol)
+        code = risk.check_book(self.sf, self.rsym, buy, lots, px, t == TIF_MARKET, self.tick, self.step, position,
+                               reduce_only, len(self.live), sym_open, now_ns, self.stale_ns)
         if code:
             return code
         self.wire.next_id += 1
         self.rid = self.wire.next_id
-        code = self.wire.place_c(self.wire.transport, self.sym, buy, lots, ticks, t, reduce_only, cid, self.rid,
+        code = self.wire.place_c(self.wire.transport, self.sym, buy, lots, px, t, reduce_only, cid, self.rid,
                                  offset_ms)
         return -code

@@ -90,7 +90,8 @@ Commands:
   /preview <intent>  what it would do now, without doing it
   /status [sym]      working intents, orders, positions, book health
   /pos               positions
-  /kill [reason]     cancel everything and halt (asks to confirm)
+  /kill [reason]     cancel everything and halt (asks to confirm); flat and TP/SL still work
+  /reduce [reason]   only flat and TP/SL go out until /resume
   /resume            allow new orders again
   /why <intent_id> <text>   record why (or reply to a report)
   /report <intent_id>       the execution report again
@@ -98,6 +99,7 @@ Commands:
 
 COMMAND_MENU = (("preview", "what an intent would do now"), ("status", "intents, orders, positions, health"),
                 ("pos", "positions"), ("kill", "cancel everything and halt (confirm)"),
+                ("reduce", "only flat and TP/SL until /resume"),
                 ("resume", "allow new orders again"), ("why", "record an intent's rationale"),
                 ("report", "an intent's execution report"), ("help", "the intent grammar"))
 
@@ -574,7 +576,8 @@ class TelegramFront:
         only_new = filters.UpdateType.MESSAGE  # never act on an edited message
         self.app.add_handler(TypeHandler(Update, self.gate, block=True), group=GATE_GROUP)
         on = {"start": self.cmd_help, "help": self.cmd_help, "preview": self.cmd_preview,
-              "status": self.cmd_status, "pos": self.cmd_pos, "kill": self.cmd_kill, "resume": self.cmd_resume,
+              "status": self.cmd_status, "pos": self.cmd_pos, "kill": self.cmd_kill, "reduce": self.cmd_reduce,
+              "resume": self.cmd_resume,
               "why": self.cmd_why, "report": self.cmd_report}
         for name, fn in on.items():
             self.app.add_handler(CommandHandler(name, fn, filters=only_new, block=False))
@@ -793,6 +796,11 @@ class TelegramFront:
     @authorised
     async def cmd_pos(self, update: Update, context: Ctx) -> None:
         await self.answer(update, await self._ask(self.commands.positions()))
+
+    @authorised
+    async def cmd_reduce(self, update: Update, context: Ctx) -> None:
+        reason = self._rest(update) or "reduce from telegram"
+        await self.answer(update, await self._ask(self.commands.reduce(reason, user=self._user(update))))
 
     @authorised
     async def cmd_resume(self, update: Update, context: Ctx) -> None:

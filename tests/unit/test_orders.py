@@ -8,6 +8,7 @@ import hmac
 import math
 import socket
 import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
@@ -30,6 +31,7 @@ from ext.orders import (
     PLACE_NOT_CONNECTED,
     PLACE_RATE_LIMITED,
     PLACE_SENT,
+    RISK_ACCOUNT,
     RISK_REASONS,
     Hmac,
     OrderGate,
@@ -99,12 +101,13 @@ def _wire(creds: Credentials) -> tuple[OrderWire, dict[str, int]]:
     return wire, idx
 
 
-def _reference(creds: Credentials, inst: Instrument, buy: bool, lots: int, ticks: int, tif: str, reduce_only: bool,
-               cid: str, rid: int, ts: int) -> bytes:
+def _reference(creds: Credentials, inst: Instrument, buy: bool, lots: int, ticks: int | None, tif: str,
+               reduce_only: bool, cid: str, rid: int, ts: int) -> bytes:
     """What the general path sends: OrderManager.params' keys and formats, WsApi.signed, orjson."""
-    p: dict = {"symbol": inst.symbol, "side": "BUY" if buy else "SELL", "type": "LIMIT" if ticks else "MARKET",
+    p: dict = {"symbol": inst.symbol, "side": "BUY" if buy else "SELL",
+               "type": "LIMIT" if ticks is not None else "MARKET",
                "newClientOrderId": cid, "quantity": f"{inst.lots_to_qty(lots):.{Instrument.grid(inst.step_size)[1]}f}"}
-    if ticks:
+    if ticks is not None:
         p["price"] = f"{inst.ticks_to_price(ticks):.{Instrument.grid(inst.tick_size)[1]}f}"
         p["timeInForce"] = tif
     if reduce_only:
@@ -119,7 +122,7 @@ HMAC_CREDS = Credentials("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7
 
 
 @settings(max_examples=300)
-@given(st.integers(0, len(GRIDS) - 1), st.booleans(), st.integers(1, 10**9), st.integers(0, 10**9),
+@given(st.integers(0, len(GRIDS) - 1), st.booleans(), st.integers(1, 10**9), st.none() | st.integers(1, 10**9),
        st.sampled_from(["GTC", "IOC", "FOK", "GTX"]), st.booleans(), CID, st.integers(0, 2**53),
        st.integers(0, 2**45))
 def test_frame_is_byte_identical_to_the_general_path(g, buy, lots, ticks, tif, reduce_only, cid, rid, ts) -> None:
@@ -140,8 +143,9 @@ def test_ed25519_frames_match_too() -> None:
 
 @pytest.mark.parametrize("bad", [
     dict(cid=""), dict(cid="a" * 37), dict(cid='quote"'), dict(cid="space id"), dict(lots=0), dict(lots=-1),
-    dict(tif="DAY"), dict(sym=99)])
+    dict(tif="DAY"), dict(sym=99), dict(ticks=0), dict(ticks=-5), dict(tif=None)])
 def test_frame_refuses_what_it_cannot_write_plainly(bad: dict) -> None:
+    """... among it a LIMIT whose price rounded to no tick or below: never written as a MARKET order."""
     wire, idx = _wire(HMAC_CREDS)
     args = dict(sym=idx["BTCUSDT"], buy=True, lots=1, ticks=1, tif="GTC", reduce_only=False, cid="ok", rid=1, ts_ms=1)
     args.update(bad)
@@ -296,53 +300,117 @@ def test_rate_windows_honour_a_ban_and_venue_counts() -> None:
 # ---- risk ------------------------------------------------------------------------------------------------------------
 
 
-def _ref_risk(state, open_orders, sent, cfg, buy, qty, price, mid, position, reduce_only, synced, stale, crossed,
-              now):
-    """The documented checks in order (engine.risk's rules), NaN meaning 'none'."""
-    max_order, max_pos, max_open, band_bps, max_rate = cfg
-    reduces = reduce_only or (position > 0 and not buy and qty <= position) or \
-        (position < 0 and buy and qty <= -position)
-    if state == 2:
-        return "halted"
-    if state == 1 and not reduces:
-        return "reducing"
-    for bad, reason in ((not synced, "book_unsynced"), (stale, "book_stale"), (crossed, "book_crossed")):
-        if bad:
-            return reason
+@dataclass
+class _RefScope:
+    """One scope's limits and send times in the reference (0 turns an optional limit off)."""
+
+    order_qty: float = 0.0
+    order_notional: float = 1000.0
+    min_notional: float = 0.0
+    position_qty: float = 0.0
+    position_notional: float = 1500.0
+    band_bps: float = 150.0
+    open_orders: int = 5
+    per_s: int = 0
+    per_10s: int = 4
+    sent: list = field(default_factory=list)
+
+    def full(self, now: float) -> str:
+        for limit, window, reason in ((self.per_s, 1, "order_rate_1s"), (self.per_10s, 10, "order_rate")):
+            if limit and sum(1 for t in self.sent if now - t <= window) >= limit:
+                return reason
+        return ""
+
+
+def _ref_limits(lim: _RefScope, buy, qty, price, mid, position, reduce_only, reduces) -> str:
+    """The symbol's numeric limits, in the documented order."""
+    if not math.isnan(price) and not price > 0:
+        return "price_tick"
     ref = mid if math.isnan(price) else price
     if math.isnan(ref) or ref <= 0:
         return "no_price"
-    if qty * ref > max_order:
-        return "order_notional"
-    if not reduces and abs(position + (qty if buy else -qty)) * ref > max_pos:
-        return "position_notional"
-    if not math.isnan(price) and not math.isnan(mid) and mid != 0 and abs(price - mid) / mid * 10_000 > band_bps:
-        return "price_band"
-    if open_orders >= max_open:
-        return "open_orders"
-    while sent and now - sent[0] > 10:
-        sent.pop(0)
-    if len(sent) >= max_rate:
-        return "order_rate"
-    sent.append(now)
+    after = abs(position + (qty if buy else -qty))
+    for bad, reason in ((not reduce_only and lim.order_qty and qty > lim.order_qty, "order_qty"),
+                        (not reduce_only and qty * ref > lim.order_notional, "order_notional"),
+                        (not reduce_only and qty * ref < lim.min_notional, "min_notional"),
+                        (not reduces and lim.position_qty and after > lim.position_qty, "position_qty"),
+                        (not reduces and after * ref > lim.position_notional, "position_notional"),
+                        (not math.isnan(price) and not math.isnan(mid) and mid != 0
+                         and abs(price - mid) / mid * 10_000 > lim.band_bps, "price_band")):
+        if bad:
+            return reason
     return ""
 
 
-PRICE = st.one_of(st.just(math.nan), st.floats(1, 200))
+def _ref_risk(state, open_orders, acct: _RefScope, sym: _RefScope | None, sym_open, buy, qty, price, mid, position,
+              reduce_only, synced, now) -> str:
+    """The documented checks in order (engine.risk's rules), NaN meaning 'none'."""
+    reduces = reduce_only or (position > 0 and not buy and qty <= position) or \
+        (position < 0 and buy and qty <= -position)
+    if state == 2 and not (reduce_only and ((position > 0 and not buy) or (position < 0 and buy))):
+        return "halted"
+    if state == 1 and not reduces:
+        return "reducing"
+    if not synced:
+        return "book_unsynced"
+    why = _ref_limits(sym or acct, buy, qty, price, mid, position, reduce_only, reduces)
+    if why:
+        return why
+    if open_orders >= acct.open_orders or (sym is not None and sym_open >= 0 and sym_open >= sym.open_orders):
+        return "open_orders"
+    why = acct.full(now) or (sym.full(now) if sym is not None else "")
+    if why:
+        return why
+    for scope in (acct, sym):
+        if scope is not None:
+            scope.sent.append(now)
+    return ""
+
+
+PRICE = st.one_of(st.just(math.nan), st.floats(1, 200), st.sampled_from([0.0, -1.0]))
+ORDERS = st.lists(st.tuples(st.booleans(), st.floats(0.001, 30), PRICE, PRICE, st.floats(-20, 20), st.booleans(),
+                            st.integers(0, 2), st.integers(0, 6), st.floats(0, 0.6), st.booleans(),
+                            st.integers(-1, 4)), max_size=60)
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.booleans(), st.floats(0.001, 30), PRICE, PRICE, st.floats(-20, 20), st.booleans(),
-                          st.integers(0, 2), st.integers(0, 6), st.floats(0, 4), st.booleans()), max_size=60))
-def test_risk_core_agrees_with_the_reference(orders) -> None:
-    cfg = (1000.0, 1500.0, 5, 150.0, 4)
-    core, sent, now = RiskCore(*cfg[:3], cfg[3], cfg[4]), [], 0.0
-    for buy, qty, price, mid, position, reduce_only, state, open_orders, dt, healthy in orders:
+@given(ORDERS, st.booleans())
+def test_risk_core_agrees_with_the_reference(orders, per_symbol) -> None:
+    """Every limit, for the account alone (``sym`` -1: the defaults) and for a symbol with its own, tighter ones."""
+    acct = _RefScope(min_notional=2.0, position_qty=25.0, per_s=3)
+    core = RiskCore(1000.0, 1500.0, 5, 150.0, 4, max_orders_per_s=3, max_position_qty=25.0, min_notional=2.0)
+    sym, idx = None, -1
+    if per_symbol:
+        sym = _RefScope(order_qty=8.0, order_notional=800.0, min_notional=3.0, position_qty=12.0,
+                        position_notional=1200.0, band_bps=100.0, open_orders=3, per_s=2, per_10s=3)
+        idx = core.add_symbol("BTCUSDT", max_order_qty=8.0, max_order_notional=800.0, min_notional=3.0,
+                              max_position_qty=12.0, max_position_notional=1200.0, price_band_bps=100.0,
+                              max_open_orders=3, max_orders_per_s=2, max_orders_per_10s=3)
+    now = 0.0
+    for buy, qty, price, mid, position, reduce_only, state, open_orders, dt, healthy, sym_open in orders:
         now += dt
         core.state, core.open_orders = state, open_orders
-        got = core.check(buy, qty, price, mid, position, reduce_only, healthy, False, False, now)
-        assert RISK_REASONS[got] == _ref_risk(state, open_orders, sent, cfg, buy, qty, price, mid, position,
-                                              reduce_only, healthy, False, False, now)
+        got = core.check(buy, qty, price, mid, position, reduce_only, healthy, False, False, now, idx, sym_open)
+        assert RISK_REASONS[got] == _ref_risk(state, open_orders, acct, sym, sym_open, buy, qty, price, mid,
+                                              position, reduce_only, healthy, now)
+
+
+def test_risk_core_says_which_limit_broke_and_whose() -> None:
+    core = RiskCore(1000.0, 1500.0, 5, 150.0, 4)
+    btc = core.add_symbol("BTCUSDT", max_order_qty=2.0, max_open_orders=2)
+    assert RISK_REASONS[core.check(True, 3.0, 100.0, 100.0, 0.0, False, sym=btc)] == "order_qty"
+    assert (core.last_limit, core.last_value, core.last_sym) == (2.0, 3.0, btc)
+    assert RISK_REASONS[core.check(True, 1.0, 100.0, 100.0, 0.0, False, sym=btc, sym_open_orders=2)] == "open_orders"
+    assert (core.last_limit, core.last_value, core.last_sym) == (2.0, 2.0, btc)
+    core.open_orders = 5
+    assert RISK_REASONS[core.check(True, 1.0, 100.0, 100.0, 0.0, False, sym=btc)] == "open_orders"
+    assert core.last_sym == RISK_ACCOUNT == -1
+    with pytest.raises(ValueError, match="account"):
+        core.add_symbol("ETHUSDT", max_open_orders=6)                 # looser than the account's: refused
+    assert core.symbol("BTCUSDT", 5.0) == btc and core.limits(btc)["min_notional"] == 5.0   # the venue's floor
+    assert core.symbol("SOLUSDT") == btc + 1 and core.limits(btc + 1)["max_order_qty"] == 0.0   # the defaults
+    with pytest.raises(IndexError):
+        core.check(True, 1.0, 100.0, 100.0, 0.0, False, sym=7)
 
 
 def test_risk_core_reads_the_book() -> None:
@@ -356,7 +424,10 @@ def test_risk_core_reads_the_book() -> None:
                                          10**9)] == "book_stale"
     assert RISK_REASONS[core.check_order(sf, True, 10, int(mid * 1.05), tick, step, 0.0, False, 0, now,
                                          10**9)] == "price_band"
-    assert core.check_order(sf, True, 10, 0, tick, step, 0.0, False, 0, now, 10**9) == 0     # market: the mid
+    assert core.check_order(sf, True, 10, None, tick, step, 0.0, False, 0, now, 10**9) == 0  # market: the mid
+    for ticks in (0, -3):                                    # a limit below one tick is no price, never a market
+        assert RISK_REASONS[core.check_order(sf, True, 10, ticks, tick, step, 0.0, False, 0, now,
+                                             10**9)] == "price_tick"
     assert RISK_REASONS[core.check_order(sf, True, 10, mid, tick, step, 0.0, False, 50, now, 10**9)] == "open_orders"
 
 
@@ -404,7 +475,8 @@ def test_gate_checks_risk_then_sends_what_the_wire_writes() -> None:
             gate.fire(True, 10, mid, "IOC", False, "bad id!", now)
         assert RISK_REASONS[gate.fire(True, 10, int(mid * 1.05), "IOC", False, "a3", now)] == "price_band"
         assert RISK_REASONS[gate.fire(True, 10, mid, "IOC", False, "a4", now + 2 * 10**9)] == "book_stale"
-        assert gate.fire(False, 10, 0, "GTC", True, "a5", now) == GATE_SENT              # market, reduce-only
+        assert RISK_REASONS[gate.fire(False, 10, 0, "GTC", True, "a0", now)] == "price_tick"   # not a MARKET
+        assert gate.fire(False, 10, None, None, True, "a5", now) == GATE_SENT           # market, reduce-only
         assert orjson.loads(_read_frame(b))["params"]["type"] == "MARKET"
         assert gate.fire(True, 10, mid, "IOC", False, "a6", now) == GATE_RATE_LIMITED    # the venue's window
 

@@ -333,7 +333,7 @@ class PicowsWsApi(WsApi):
         src = self._offset_src
         rid = next(self._ids)
         try:
-            if wire.place(self._transport, sym, buy, lots, ticks or 0, tif or "GTC", reduce_only, cid, rid,
+            if wire.place(self._transport, sym, buy, lots, ticks, tif or "GTC", reduce_only, cid, rid,
                           src.time_offset_ms if src is not None else self._offset_ms()) != PLACE_SENT:
                 return None
         except ValueError as exc:
