@@ -69,6 +69,7 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    _kill_on_sigusr1(node)
     waits = [asyncio.create_task(stop.wait())]
     console = None
     if cfg.engine.console == "on" or (cfg.engine.console == "auto" and sys.stdin.isatty() and not demo):
@@ -97,6 +98,16 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
             await stopper()
     await control.stop()
     return 0
+
+
+def _kill_on_sigusr1(node: Node) -> None:
+    """``kill -USR1 <pid>``: the KillSwitch from outside, even while the event loop is blocked. The handler runs
+    between bytecodes on the main thread (not through the loop) and hands the kill to the watchdog thread, which
+    cancels at the venue with its own connection if the loop does not answer in time."""
+    watchdog = getattr(node, "watchdog", None)
+    if watchdog is None:
+        return
+    signal.signal(signal.SIGUSR1, lambda *_: watchdog.request("signal", "SIGUSR1 (a kill from outside)"))
 
 
 async def _front_ends(node: Node, cfg: Config) -> list:

@@ -245,3 +245,27 @@ def test_an_order_the_journal_never_saw_is_adopted_and_counted(tmp_path):
         print(f"adopted {iid}-7; the intent ended with {executed} executed at the venue for 0.3")
     finally:
         stack.close()
+
+
+def test_sigusr1_kills_from_outside(tmp_path):
+    """``kill -USR1 <pid>``: the KillSwitch without the control socket (whose handler needs the event loop):
+    trading halts and the resting ladder is cancelled at the venue."""
+    stack = Stack(tmp_path)
+    try:
+        stack.run_engine()
+        iid = stack.submit("short btc 1.5 50s ladder max 8bps -- sigusr1")["intent_id"]
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not _ours(stack.venue()["open"], iid):
+            time.sleep(0.05)
+        assert _ours(stack.venue()["open"], iid), "the ladder never rested"
+        stack.engine.send_signal(signal.SIGUSR1)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and _ours(stack.venue()["open"], iid):
+            time.sleep(0.05)
+        assert not _ours(stack.venue()["open"], iid)
+        refused = stack.submit("long btc 0.01 10s")
+        assert "halted" in refused.get("error", ""), refused
+        kills = Journal(stack.home / "sim" / "journal.sqlite").query("SELECT data FROM decisions WHERE kind='kill'")
+        assert kills and "SIGUSR1" in kills[-1]["data"]
+    finally:
+        stack.close()
