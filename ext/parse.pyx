@@ -181,7 +181,7 @@ cdef inline const char* _str(const char* p, const char* end, const char** s, int
     p += 1
     start = p
     while p[0] != b'"':
-        if p >= end or <unsigned char>p[0] < 0x20:
+        if <unsigned char>p[0] < 0x20:                 # a control character, or the NUL after the buffer's end
             return NULL
         if p[0] == b'\\':
             p = _escape(p + 1, end)
@@ -189,6 +189,8 @@ cdef inline const char* _str(const char* p, const char* end, const char** s, int
                 return NULL
             continue
         p += 1
+    if p >= end:
+        return NULL
     s[0] = start
     n[0] = <int32_t>(p - start)
     return p + 1
