@@ -79,6 +79,9 @@ class Cockpit:
         sf = self.feed[inst.symbol]
         now = self.runner.clock()
         arrival = Arrival.stamp(sf, now)
+        refusal = self.runner.would_refuse(intent, arrival)
+        if refusal:
+            return f"{intent.describe()}\n  would be refused: {refusal}"
         pos = self.oms.positions.get(inst.symbol).qty
         spec = make_spec(intent, inst, arrival, inst.qty_to_lots(abs(pos)) * (1 if pos >= 0 else -1))
         from strategies import auto

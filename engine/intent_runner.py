@@ -125,6 +125,17 @@ class IntentRunner:
                                arrival.mid_ticks * tick, pos_lots * step, sz.reduce_only, tick,
                                float(inst.min_notional))
 
+    def would_refuse(self, intent: Intent, arrival: Arrival) -> str:
+        """Why the pre-trade limits would refuse ``intent`` now ("" when they would not): for ``preview``."""
+        inst = self.instrument(intent.symbol)
+        position = self.oms.positions.get(inst.symbol)
+        pos_lots = inst.qty_to_lots(abs(position.qty)) * (1 if position.qty >= 0 else -1)
+        try:
+            self._check_limits(intent, inst, size_intent(intent, inst, arrival, pos_lots), arrival, pos_lots)
+        except RiskRefused as exc:
+            return str(exc)
+        return ""
+
     async def _admit(self, intent: Intent, source: str, user: str, key: str | None) -> Submitted:
         inst = self.instrument(intent.symbol)
         sf = self.feed[inst.symbol]

@@ -175,3 +175,15 @@ def test_prices_never_round_toward_a_worse_fill_and_never_become_a_market_order(
             assert all(o["clientOrderId"] != f"{li.id}-zero" for o in venue)
 
     run(main())
+
+
+def test_preview_says_what_the_limits_would_refuse(tmp_path):
+    """``preview`` runs the same acceptance check as ``submit``: it says the limit, the value and the unit."""
+    async def main() -> None:
+        async with engine(tmp_path) as (node, _client):
+            text = await node.preview("long btc 1000 30s")
+            assert "would be refused" in text and "USDT > 250,000 USDT per order" in text, text
+            ok = await node.preview("long btc 0.01 30s")
+            assert "would be refused" not in ok and "size 0.010 BTCUSDT" in ok, ok
+            assert not node.runner.intents and not node.oms.orders           # a preview sends nothing
+    run(main())
