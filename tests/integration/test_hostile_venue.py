@@ -384,3 +384,31 @@ async def _hostile_previews(node: Any) -> None:
     await monitor
     assert worst[0] < 1.0, f"a hostile request held the loop {worst[0] * 1e3:.0f} ms"   # was 6.6 s at 40k chars
     assert not [i for i in node.runner.intents.values() if i.state.live]             # nothing was accepted
+
+
+def test_the_engine_lives_through_garbage_on_its_user_stream(tmp_path):
+    """Malformed frames on the real engine's user data stream (not JSON, an order event without its order, a bare
+    list, wrong types inside): counted and skipped; the stream lives on and the intent's fills still arrive."""
+    from decimal import Decimal
+
+    from engine.config import Config, EngineConfig, VenueConfig
+    from engine.node import Node
+
+    async def main() -> None:
+        node = Node(Config(venue=VenueConfig(speed=8.0), engine=EngineConfig(home=str(tmp_path))))
+        await node.start()
+        try:
+            node.venue.set_faults({"garbage_user": 8})
+            sub = await node.submit("long btc 0.02 10s ladder max 20bps", source="test", user="t")
+            for _ in range(400):
+                if node.runner.intents[sub.intent_id].state.final:
+                    break
+                await asyncio.sleep(0.05)
+            li = node.runner.intents[sub.intent_id]
+            assert li.state.value == "done" and li.report["filled"] == "0.020", li.report
+            assert node.user.bad_events >= 4 and node.user.connected.is_set()
+            venue = {p["symbol"]: Decimal(p["positionAmt"]) for p in await node.rest.position_risk()}
+            assert node.oms.positions.get("BTCUSDT").qty == venue["BTCUSDT"] == Decimal("0.020")
+        finally:
+            await node.stop()
+    run(main())

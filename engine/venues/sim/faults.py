@@ -26,6 +26,7 @@ class Faults:
     delay_user_ms: int = 0         # hold user data events back this long
     duplicate_user: int = 0        # send the next N user data events twice
     reorder_user: int = 0          # the next N user data events out of order: each held back, sent after the next
+    garbage_user: int = 0          # N malformed frames on the user data stream, one before each of the next events
     lose_acks: int = 0             # execute the next N orders but never answer them
     http_5xx: int = 0              # answer the next N requests 503 without executing them
     http_429: int = 0              # answer the next N requests 429
@@ -50,6 +51,7 @@ class Faults:
 
 BOUNDS: dict[str, int] = {
     "skip_diffs": _COUNT, "delay_user_ms": _MS, "duplicate_user": _COUNT, "reorder_user": _COUNT,
+    "garbage_user": _COUNT,
     "lose_acks": _COUNT, "http_5xx": _COUNT, "http_429": _COUNT, "reject_orders": _COUNT, "stall_ms": _MS,
     "stall_market_ms": _MS, "ban_s": _S,
 }

@@ -52,6 +52,9 @@ from engine.venues.sim.params import as_int, bad, instrument_of, order_ref, pars
 
 log = logging.getLogger(__name__)
 
+# what the garbage_user fault sends: not JSON, an order event without its order, a bare list, wrong types inside
+GARBAGE_USER = ("not json", '{"e":"ORDER_TRADE_UPDATE"}', "[1,2,3]",
+                '{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"c":7,"x":"TRADE","z":"abc","L":null}}')
 DEFAULT_API_KEY = "tapeshot-sim-key"
 DEFAULT_API_SECRET = "tapeshot-sim-secret"
 LISTEN_KEY_TTL_S = 60 * 60
@@ -260,6 +263,10 @@ class SimVenue:
     def _deliver_user(self, account: str, data: str) -> None:
         """One user data event to the account's sockets, through ``reorder_user`` (hold one back, send it after
         the next), ``duplicate_user`` and ``delay_user_ms``."""
+        if self.faults.garbage_user > 0 and self.user_sockets.get(account):
+            self.faults.garbage_user -= 1
+            self._count("garbage_user")
+            self._send_to_account(account, GARBAGE_USER[self.faults.garbage_user % len(GARBAGE_USER)])
         held = self._held_user.pop(account, None)
         if held is None and self.faults.reorder_user > 0 and self.user_sockets.get(account):
             self.faults.reorder_user -= 1
