@@ -121,15 +121,18 @@ class BookWatch:
 
 class LatencyWatch:
     """The order round trip (the mean of the samples new since the last check; the last value holds while none
-    comes) or the loop lag over ``limit_s`` for ``sustain_s`` without a break."""
+    comes), the feed's latency (exchange event time to our receipt, ``feed_latency``) or the loop lag over
+    ``limit_s`` for ``sustain_s`` without a break."""
 
-    def __init__(self, round_trip: Any, loop_lag: Callable[[], float], limit_s: float, sustain_s: float) -> None:
+    def __init__(self, round_trip: Any, loop_lag: Callable[[], float], limit_s: float, sustain_s: float,
+                 feed_latency: Callable[[], float] = lambda: 0.0) -> None:
         self.hist, self.loop_lag, self.limit_s, self.sustain_s = round_trip, loop_lag, limit_s, sustain_s
+        self.feed_latency = feed_latency
         self._n, self._total, self.rtt_s = sum(round_trip.counts), round_trip.total, 0.0
-        self._rtt, self._lag = Sustained(), Sustained()
+        self._rtt, self._lag, self._feed = Sustained(), Sustained(), Sustained()
 
     def reset(self) -> None:
-        self._rtt, self._lag, self.rtt_s = Sustained(), Sustained(), 0.0
+        self._rtt, self._lag, self._feed, self.rtt_s = Sustained(), Sustained(), Sustained(), 0.0
 
     def _round_trip(self) -> float:
         n, total = sum(self.hist.counts), self.hist.total
@@ -139,8 +142,9 @@ class LatencyWatch:
         return self.rtt_s
 
     def check(self, now_s: float) -> Verdict:
-        rtt, lag = self._round_trip(), self.loop_lag()
-        for what, value, sus in (("order round trip", rtt, self._rtt), ("loop lag", lag, self._lag)):
+        rtt, lag, feed = self._round_trip(), self.loop_lag(), self.feed_latency()
+        for what, value, sus in (("order round trip", rtt, self._rtt), ("feed latency", feed, self._feed),
+                                 ("loop lag", lag, self._lag)):
             held = sus.held(value > self.limit_s, now_s)
             if value > self.limit_s and held >= self.sustain_s:
                 return "latency", (f"{what} {value * 1000:.0f} ms over {self.limit_s * 1000:.0f} ms "

@@ -208,7 +208,7 @@ class Node:
                                         r.kill_book_unhealthy_ms / 1000))
         if r.kill_latency_ms:
             out.append(guards.LatencyWatch(HISTOGRAMS["order_round_trip"], lambda: self.loop_lag.last_s,
-                                           r.kill_latency_ms / 1000, r.kill_latency_s))
+                                           r.kill_latency_ms / 1000, r.kill_latency_s, self.feed_latency_s))
         if r.kill_reject_streak:
             streak = guards.RejectStreak(r.kill_reject_streak)
             self.oms.on_order = streak.wrap(self.oms.on_order)
@@ -256,6 +256,15 @@ class Node:
             await wd.heartbeat(lambda: any(self._working_on(s) for s in self.instruments))
         finally:
             wd._stop.set()
+
+    def feed_latency_s(self) -> float:
+        """The newest market event's latency: our exchange-clock estimate when it arrived minus its event time
+        (s). Live that is the wire and the venue's publishing; on an external sim, whose clock the feed sets, ~0."""
+        f = self.feed
+        if not f.exchange_ns:
+            return 0.0
+        received = self.now() - (time.monotonic_ns() - f.exchange_seen_ns)
+        return max(0.0, (received - f.exchange_ns) / 1e9)
 
     def equity(self) -> Decimal:
         return guards.equity(self.oms, self.feed, self.instruments)

@@ -350,3 +350,33 @@ def test_kills_are_counted_per_trigger_in_metrics(tmp_path):
 
     run(main())
 
+
+
+def test_a_slow_feed_trips_the_latency_trigger(tmp_path, monkeypatch):
+    """Market events reaching the engine 400 ms after their exchange time, sustained: the latency trigger kills.
+    The embedded sim is given a 400 ms feed latency (its event times stay the recorded ones)."""
+    import engine.venues.sim as sim
+    from engine.config import Config, EngineConfig, VenueConfig
+    from engine.loop import run as run_loop
+    from engine.node import Node
+    from engine.risk import RiskConfig, TradingState
+    from engine.venues.sim import SimConfig
+
+    real = sim.SimExchange
+    monkeypatch.setattr(sim, "SimExchange", lambda files: real(files, cfg=SimConfig(feed_latency="fixed:400")))
+
+    async def main() -> None:
+        cfg = Config(venue=VenueConfig(speed=2.0), engine=EngineConfig(home=str(tmp_path)),
+                     risk=RiskConfig(kill_latency_ms=200, kill_latency_s=1.0))
+        node = Node(cfg)
+        await node.start()
+        try:
+            assert 0.3 < node.feed_latency_s() < 1.5, node.feed_latency_s()
+            for _ in range(100):
+                if node.risk.state is TradingState.HALTED:
+                    break
+                await asyncio.sleep(0.05)
+            assert node.risk.state is TradingState.HALTED and "feed latency" in (node.killswitch.tripped or "")
+        finally:
+            await node.stop()
+    run_loop(main())

@@ -123,6 +123,18 @@ def test_latency_watch_is_sustained():
     assert "loop lag" in w.check(4.1)[1]
 
 
+def test_latency_watch_sees_a_slow_feed():
+    h = Histogram("y", "y")
+    feed = [0.05]
+    w = guards.LatencyWatch(h, lambda: 0.0, 0.1, 1.0, lambda: feed[0])
+    assert w.check(0.0) == guards.OK
+    feed[0] = 0.4                                                   # events arrive 400 ms after their time
+    w.check(1.0)
+    assert w.check(1.5) == guards.OK                               # not yet sustained
+    trigger, reason = w.check(2.1)
+    assert trigger == "latency" and "feed latency 400 ms" in reason
+
+
 def test_reject_streak_counts_venue_rejects_in_a_row():
     w = guards.RejectStreak(3)
     seen = []
