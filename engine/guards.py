@@ -143,8 +143,8 @@ class LatencyWatch:
 
     def check(self, now_s: float) -> Verdict:
         rtt, lag, feed = self._round_trip(), self.loop_lag(), self.feed_latency()
-        for what, value, sus in (("order round trip", rtt, self._rtt), ("feed latency", feed, self._feed),
-                                 ("loop lag", lag, self._lag)):
+        for what, value, sus in (("order round trip", rtt, self._rtt), ("loop lag", lag, self._lag),
+                                 ("feed latency", feed, self._feed)):   # a blocked loop delays the feed too
             held = sus.held(value > self.limit_s, now_s)
             if value > self.limit_s and held >= self.sustain_s:
                 return "latency", (f"{what} {value * 1000:.0f} ms over {self.limit_s * 1000:.0f} ms "

@@ -169,10 +169,12 @@ class Journal:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for b in barriers:
-                b.set_exception(StateError(f"journal write failed: {exc}"))
+                if b.set_running_or_notify_cancel():            # a waiter that gave up (cancelled) is skipped
+                    b.set_exception(StateError(f"journal write failed: {exc}"))
             return not stop
         for b in barriers:
-            b.set_result(None)
+            if b.set_running_or_notify_cancel():                # else the writer thread would die on it
+                b.set_result(None)
         return not stop
 
     def _put(self, sql: str, params: tuple) -> None:

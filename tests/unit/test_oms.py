@@ -225,3 +225,23 @@ def test_one_engine_per_journal(tmp_path):
         lock(path)                                   # a second holder, even in the same process, is refused
     os.close(fd)                                     # as the kernel does when the holder dies, kill -9 included
     os.close(lock(path))
+
+
+def test_a_cancelled_sync_does_not_kill_the_journal_writer(tmp_path):
+    """A waiter that gives up on ``sync`` (asyncio cancels the wrapped future) left a cancelled future in the
+    writer's queue; setting its result raised in the writer thread, which died and every later sync hung."""
+    import asyncio
+
+    j = Journal(tmp_path / "j.sqlite")
+    j.start()
+    try:
+        for i in range(2000):
+            j.kv_set(f"k{i}", i)
+        given_up = j.flush_future()
+        given_up.cancel()
+        j.kv_set("after", 1)
+        asyncio.run(asyncio.wait_for(j.sync(), 10))              # the writer is alive and answers
+        assert j._thread is not None and j._thread.is_alive()
+        assert j.query("SELECT value FROM kv WHERE key='after'") == [{"value": "1"}]
+    finally:
+        j.close()
