@@ -57,7 +57,7 @@ class RiskConfig:
     day_start: str = "00:00"                             # when the trading day begins (HH:MM in day_timezone)
     day_timezone: str = "UTC"                            # an IANA zone name
     kill_book_unhealthy_ms: int = 3000                   # a book unsynced, stale or crossed this long while orders work
-    kill_latency_ms: float = 0.0                         # order round trip or loop lag over this (0: off) ...
+    kill_latency_ms: float = 0.0                         # order round trip, loop lag or feed latency over this ...
     kill_latency_s: float = 5.0                          # ... without a break for this long
     kill_reject_streak: int = 5                          # venue rejects in a row
     kill_unreachable_s: float = 10.0                     # market stream, user stream or order socket down this long
