@@ -92,6 +92,24 @@ async def stack(speed: float = 10.0, paths=None, sim_cfg: SimConfig | None = Non
         await venue.stop()
 
 
+@contextlib.asynccontextmanager
+async def node_with_control(cfg):
+    """A started ``Node`` for ``cfg`` with its control socket: yields (node, ControlClient); stops both."""
+    from engine.control import ControlClient, ControlServer
+    from engine.node import Node
+
+    node = Node(cfg)
+    await node.start()
+    _, sock = node.paths()
+    control = ControlServer(node, sock)
+    await control.start()
+    try:
+        yield node, ControlClient(sock)
+    finally:
+        await control.stop()
+        await node.stop()
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"

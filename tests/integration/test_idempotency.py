@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from engine.config import Config, EngineConfig, VenueConfig
-from engine.control import MAX_BODY, ControlClient, ControlServer
+from engine.control import MAX_BODY, ControlClient
 from engine.feed.recording import sample_path
 from engine.keys import Secret
 from engine.loop import run
@@ -25,7 +25,7 @@ from engine.telegram.bot import WHY_PROMPT
 from engine.telegram.standin import StandIn
 from engine.venues.sim import SimExchange
 from engine.venues.sim.server import SimVenue, SimVenueConfig
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import node_with_control, wait_for
 
 TRADER = 1001
 INTENT = "long btc 0.01 5s max 8bps"
@@ -46,15 +46,8 @@ async def engine(home: Path, venue: SimVenue | None = None) -> AsyncIterator[tup
     """A node (on ``venue`` when given, else its embedded sim) with its control socket."""
     v = (VenueConfig(rest_url=venue.rest_url, ws_url=venue.ws_url, ws_api_url=venue.ws_api_url)
          if venue is not None else VenueConfig(speed=8.0))
-    node = Node(Config(venue=v, engine=EngineConfig(home=str(home))))
-    await node.start()
-    control = ControlServer(node, node.paths()[1])
-    await control.start()
-    try:
-        yield node, ControlClient(node.paths()[1])
-    finally:
-        await control.stop()
-        await node.stop()
+    async with node_with_control(Config(venue=v, engine=EngineConfig(home=str(home)))) as pair:
+        yield pair
 
 
 @contextlib.asynccontextmanager

@@ -15,14 +15,14 @@ import orjson
 import pytest
 
 from engine.config import Config, EngineConfig, FeedConfig, VenueConfig
-from engine.control import ControlClient, ControlServer
+from engine.control import ControlClient
 from engine.errors import RiskRefused
 from engine.loop import run
 from engine.metrics import KILLS
 from engine.node import Node
 from engine.risk import RiskConfig, TradingState
 from engine.venues.binance.signing import query_string
-from tests.integration.conftest import CREDS, wait_for
+from tests.integration.conftest import CREDS, node_with_control, wait_for
 from tests.integration.test_crash import free_port
 from tests.integration.test_crash import start as start_process
 
@@ -33,16 +33,8 @@ QUIET = {"kill_book_unhealthy_ms": 0, "kill_reject_streak": 0, "kill_unreachable
 async def engine(tmp_path, speed: float = 4.0, rest_url: str = "", feed: FeedConfig | None = None, **risk):
     cfg = Config(venue=VenueConfig(speed=speed, rest_url=rest_url), engine=EngineConfig(home=str(tmp_path)),
                  risk=RiskConfig(**{**QUIET, **risk}), feed=feed or FeedConfig())
-    node = Node(cfg)
-    await node.start()
-    _, sock = node.paths()
-    control = ControlServer(node, sock)
-    await control.start()
-    try:
-        yield node, ControlClient(sock)
-    finally:
-        await control.stop()
-        await node.stop()
+    async with node_with_control(cfg) as pair:
+        yield pair
 
 
 async def intent(client: ControlClient, text: str) -> list[dict]:

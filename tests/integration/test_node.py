@@ -9,27 +9,20 @@ from decimal import Decimal
 import pytest
 
 from engine.config import Config, EngineConfig, ExecutionConfig, VenueConfig
-from engine.control import ControlClient, ControlServer
+from engine.control import ControlClient
 from engine.errors import ConfigError, RiskRefused, TapeshotError, VenueClientError
 from engine.loop import run
 from engine.node import Node
 from engine.oms.journal import Journal
+from tests.integration.conftest import node_with_control
 
 
 @contextlib.asynccontextmanager
 async def engine(tmp_path, speed: float = 8.0, **exec_kw):
     cfg = Config(venue=VenueConfig(speed=speed), engine=EngineConfig(home=str(tmp_path)),
                  execution=ExecutionConfig(**exec_kw))
-    node = Node(cfg)
-    await node.start()
-    _, sock = node.paths()
-    control = ControlServer(node, sock)
-    await control.start()
-    try:
-        yield node, ControlClient(sock)
-    finally:
-        await control.stop()
-        await node.stop()
+    async with node_with_control(cfg) as pair:
+        yield pair
 
 
 def test_the_loop_busy_polls_while_an_intent_works_and_sleeps_after(tmp_path):

@@ -12,14 +12,13 @@ from decimal import Decimal
 import pytest
 
 from engine.config import Config, EngineConfig, VenueConfig
-from engine.control import ControlClient, ControlServer
 from engine.errors import RiskRefused
 from engine.limits import SymbolLimits
 from engine.loop import run
 from engine.node import Node
 from engine.risk import RiskConfig
 from strategies.base import BUY, Place
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import node_with_control, wait_for
 
 TICK = Decimal("0.1")
 
@@ -27,15 +26,8 @@ TICK = Decimal("0.1")
 @contextlib.asynccontextmanager
 async def engine(tmp_path, risk: RiskConfig | None = None):
     cfg = Config(venue=VenueConfig(speed=8.0), engine=EngineConfig(home=str(tmp_path)), risk=risk or RiskConfig())
-    node = Node(cfg)
-    await node.start()
-    control = ControlServer(node, node.paths()[1])
-    await control.start()
-    try:
-        yield node, ControlClient(node.paths()[1])
-    finally:
-        await control.stop()
-        await node.stop()
+    async with node_with_control(cfg) as pair:
+        yield pair
 
 
 async def refused(node: Node, text: str) -> RiskRefused:
