@@ -44,9 +44,10 @@ class Bus:
              data: dict | None = None) -> None:
         self.publish(Progress(intent_id, kind, text, source, user, data or {}))
 
-    def emit_all(self, kind: str, text: str) -> None:
-        """A notice for everyone (kill switch, TP/SL, reconciliation)."""
-        self.publish(Progress("", kind, text))
+    def emit_all(self, kind: str, text: str, user: str = "", event: str = "") -> None:
+        """A notice for everyone (kill switch, TP/SL, reconciliation). ``user``: who caused it (a front end that
+        already answered that user need not tell them twice); ``event``: what it is (kill, reduce, resume, ...)."""
+        self.publish(Progress("", kind, text, "", user, {"event": event} if event else {}))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         """Run ``coro`` in the background; its exception, if any, is logged."""

@@ -87,7 +87,7 @@ def _sim_configs(args: argparse.Namespace):
         raise ConfigError("--speed must be > 0")
     creds = {k: v for k in ("api_key", "api_secret") if (v := getattr(args, k, None))}
     venue = SimVenueConfig(port=getattr(args, "port", 0), speed=args.speed, usdt=Decimal(args.usdt),
-                           leverage=args.leverage, **creds)
+                           leverage=args.leverage, loop_on_end=bool(getattr(args, "loop", False)), **creds)
     return sim, venue
 
 
@@ -115,13 +115,19 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
     sim_cfg, venue_cfg = _sim_configs(args)
     faults = _sim_faults(args)
-    files = args.data or [str(_sample())]
+    from engine.feed.recording import sample_paths
+
+    files = args.data or [str(p) for p in sample_paths()]
 
     async def main() -> None:
-        venue = SimVenue(SimExchange(files, cfg=sim_cfg), venue_cfg)
+        ex = SimExchange(files, cfg=sim_cfg)
+        venue = SimVenue(ex, venue_cfg)
+        venue.on_tape_end = _say_tape_end
         await venue.start()
         venue.set_faults(faults)
-        print(f"sim venue on {', '.join(files)} at {venue_cfg.speed:g}x")
+        print(f"sim venue on {', '.join(files)} at {venue_cfg.speed:g}x"
+              f"{' (replayed again and again: --loop)' if venue_cfg.loop_on_end else ''}")
+        print(f"  symbols        {', '.join(ex.instruments)}")
         print(f"  REST           {venue.rest_url}")
         print(f"  market streams {venue.ws_url}/stream?streams=...")
         print(f"  WebSocket API  {venue.ws_api_url}")
@@ -137,6 +143,14 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
     run(main())
     return 0
+
+
+def _say_tape_end(lap: int) -> None:
+    if lap:
+        print(f"the recorded tape has ended: replaying it again (lap {lap})", flush=True)
+    else:
+        print("the recorded tape has ended: nothing more is published (the account and the REST API stay up; "
+              "--loop replays it)", flush=True)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -188,6 +202,8 @@ def _run_config(args: argparse.Namespace):
         changes["testnet"] = True
     if args.data:
         changes["data"] = tuple(args.data)
+    if args.loop:
+        changes["loop"] = True
     if args.speed is not None:
         changes["speed"] = args.speed
     elif args.demo and venue.kind == "sim" and not venue.rest_url and not args.venue:
@@ -229,26 +245,70 @@ def _control(args: argparse.Namespace):
                          else home / "control.sock")
 
 
+EXIT_DONE, EXIT_NOT_DONE, EXIT_ERROR, EXIT_GRAMMAR = 0, 1, 2, 3     # ``tapeshot intent``'s exit codes
+
+
+def _intent_exit(report: dict | None) -> int:
+    """0 when the intent ended ``done``; 1 when it ended otherwise (failed, cancelled) or has no report."""
+    return EXIT_DONE if report is not None and report.get("state", "done") == "done" else EXIT_NOT_DONE
+
+
 def _cmd_intent(args: argparse.Namespace) -> int:
+    """Send one intent, follow it to its report and print it in the trader's units (``--json``: one JSON object
+    only). Exit codes: 0 done; 1 refused (risk, or not allowed now) or ended not done (failed, cancelled);
+    2 no engine / other error; 3 the words could not be read (grammar)."""
     from engine.loop import run
 
     client = _control(args)
+    out: dict = {"id": None, "state": None}
 
     async def main() -> int:
         async for line in client.intent(" ".join(args.text), markouts=args.markouts, key=args.key):
-            if "error" in line:
-                print(f"refused: {line['error']}", file=sys.stderr)
-                return 1
-            if line["kind"] in ("done", "markouts") and args.json:
-                print(orjson.dumps(line["data"], option=orjson.OPT_INDENT_2).decode())
-            elif line.get("duplicate"):
-                print(f"submitted: {line['intent_id']} already, under key {args.key}: nothing new sent; its outcome "
-                      f"follows ({line.get('text', '')})", flush=True)
-            else:
-                print(f"{line['kind']}: {line.get('text', '')}", flush=True)
-        return 0
+            code = _intent_line(args, line, out)
+            if code is not None:
+                return code
+        out.update(state=out["state"] or "interrupted", error="the engine closed the answer before the report")
+        _say_error(args, out)
+        return EXIT_NOT_DONE
 
-    return run(main())
+    code = run(main())
+    if args.json:
+        sys.stdout.write(orjson.dumps(out, default=str).decode() + "\n")
+    return code
+
+
+def _intent_line(args: argparse.Namespace, line: dict, out: dict) -> int | None:
+    """One NDJSON line of ``/intent``: printed (not with ``--json``) and folded into ``out``; the exit code once
+    the answer is complete, else None."""
+    from engine import words
+
+    final = "markouts" if args.markouts else "done"
+    if "error" in line:
+        grammar = line.get("refusal") == "grammar"
+        out.update(state="invalid" if grammar else "refused", error=line["error"],
+                   **({"reason": line["reason"]} if line.get("reason") else {}))
+        _say_error(args, out)
+        return EXIT_GRAMMAR if grammar else EXIT_NOT_DONE
+    if line.get("kind") == "submitted":
+        out["id"] = line["intent_id"]
+        if not args.json:
+            again = f" (already received under key {args.key}: nothing new sent)" if line.get("duplicate") else ""
+            print(f"intent {line['intent_id']}{again}", flush=True)
+        return None
+    if line.get("kind") == final and isinstance(line.get("data"), dict):
+        report = line["data"]
+        out.update(state=report.get("state", "done"), report=report, text=words.report_text(report, out["id"] or ""))
+        if not args.json:
+            print(out["text"], flush=True)
+        return _intent_exit(report)
+    if not args.json:
+        print(f"{line.get('kind')}: {line.get('text', '')}", flush=True)
+    return None
+
+
+def _say_error(args: argparse.Namespace, out: dict) -> None:
+    if not args.json:
+        print(f"{out['state']}: {out.get('error', '')}", file=sys.stderr)
 
 
 def _cmd_simple(method: str, path: str, body_of=lambda a: {}):
@@ -318,6 +378,54 @@ def _cmd_journal(args: argparse.Namespace) -> int:
         if args.decisions:
             for d in j.query("SELECT time_ms, kind, data FROM decisions WHERE intent_id=? ORDER BY seq", (r["id"],)):
                 print(f"    {d['kind']}: {d['data'][:160]}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """``report ID``: an intent's execution report from the journal, read-only (the engine may run or be
+    stopped); ``--plot FILE`` writes its chart as a PNG (``engine.plot``)."""
+    import contextlib
+
+    from engine import words
+    from engine.dataset.export import connect_ro
+
+    path = _journal_file(args)
+    with contextlib.closing(connect_ro(path)) as conn:
+        row = conn.execute("SELECT id, state, text, report FROM intents WHERE id=?", (args.intent_id,)).fetchone()
+    if row is None:
+        raise ConfigError(f"no intent {args.intent_id} in the journal {path} ('tapeshot journal' lists the recent "
+                          "ones)")
+    report = orjson.loads(row["report"]) if row["report"] else None
+    if args.json:
+        print(orjson.dumps({"id": row["id"], "state": row["state"], "text": row["text"], "report": report},
+                           option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(f"{row['id']}  {row['state']}  {row['text']!r}")
+        print(words.report_text(report, row["id"]))
+    return _write_plot(path, args.intent_id, args.plot) if args.plot else 0
+
+
+def _write_plot(journal: Path, intent_id: str, out: str) -> int:
+    """Draw intent ``intent_id``'s chart into ``out`` (PNG; written whole, then renamed into place)."""
+    import os
+    import tempfile
+
+    from engine.plot import chart_data, render_png
+
+    data = chart_data(journal, intent_id)
+    if data.empty:
+        raise ConfigError(f"nothing to draw for {intent_id}: no order, no fill and no touch in the journal")
+    png = render_png(data)
+    dest = Path(out).expanduser()
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent if str(dest.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(png)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"chart: {dest} ({len(png) / 1024:.0f} KB)", file=sys.stderr)
     return 0
 
 
@@ -458,7 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     s = sub.add_parser("sim", help="serve a recording as a Binance USD-M venue on loopback")
-    s.add_argument("--data", nargs="+", metavar="FILE", help="the recording (default: the bundled sample)")
+    s.add_argument("--data", nargs="+", metavar="FILE", help="the recordings: a symbol's files in order, several "
+                   "symbols' merged by exchange time (default: the bundled BTCUSDT + ETHUSDT sample)")
+    s.add_argument("--loop", action="store_true", help="when the tape ends, replay it again (default: stop there)")
     s.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     s.add_argument("--api-key", help=f"API key the venue accepts (default {DEFAULT_API_KEY})")
     s.add_argument("--api-secret", help="its secret (default printed at start-up)")
@@ -480,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--venue", choices=("sim", "binance"), help="sim (embedded or --venue-url) or binance")
     run.add_argument("--venue-url", metavar="URL", help="REST base URL of a running sim venue (tapeshot sim)")
     run.add_argument("--testnet", action="store_true", help="with --venue binance: the testnet")
-    run.add_argument("--data", nargs="+", metavar="FILE", help="recording for the embedded sim venue")
+    run.add_argument("--data", nargs="+", metavar="FILE", help="recordings for the embedded sim venue (several "
+                     "symbols' files are merged by exchange time; default: the bundled BTCUSDT + ETHUSDT sample)")
     run.add_argument("--speed", type=float, help="the sim venue's replay speed: the embedded one's (default 1; 5 "
                      "with --demo), or the --venue-url one's, so the engine's clock keeps pace with it")
     run.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
@@ -488,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     run.add_argument("--console", choices=("auto", "on", "off"), help="read intents from stdin")
     run.add_argument("--demo", action="store_true", help="send a scripted series of intents, print each report")
+    run.add_argument("--loop", action="store_true", help="the embedded sim venue replays its tape again when it "
+                     "ends (default: the engine stops there)")
     run.set_defaults(func=_cmd_run)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -496,7 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     it = sub.add_parser("intent", parents=[common], help="send an intent to the running engine, print its report")
     it.add_argument("text", nargs="+", help='e.g. "long btc 0.01 20s max 8bps"')
     it.add_argument("--markouts", action="store_true", help="wait for the +30 s markouts too")
-    it.add_argument("--json", action="store_true", help="print the final report as JSON")
+    it.add_argument("--json", action="store_true", help="print one JSON object only: id, state, report, text "
+                    "(the report in words), error; exit codes: 0 done, 1 refused or not done, 3 unreadable words")
     it.add_argument("--key", metavar="K", help="idempotency key (1-128 printable ASCII): the same key again, even "
                     "after a restart, sends nothing new and prints the first intent's outcome")
     it.set_defaults(func=_cmd_intent)
@@ -522,6 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--limit", type=int, default=20)
     jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
     jr.set_defaults(func=_cmd_journal)
+    rp = sub.add_parser("report", parents=[common], help="an intent's execution report from the journal; --plot FILE "
+                        "draws its chart (touch, our orders and fills, cap, deadline, markouts) as a PNG")
+    rp.add_argument("intent_id", metavar="ID", help="the intent id (as 'tapeshot journal' lists them)")
+    rp.add_argument("--plot", metavar="FILE", help="write the execution's chart into FILE (PNG)")
+    rp.add_argument("--json", action="store_true", help="print the report as JSON")
+    rp.add_argument("--path", help="journal file (default: the configured venue's; the embedded sim's without a "
+                                   "config)")
+    rp.set_defaults(func=_cmd_report)
     ky = sub.add_parser("keys", parents=[common], help="API keys in the encrypted key file (add / list / remove); "
                         "add reads the key, the secret and the passphrase from the terminal or stdin, one a line")
     ky.add_argument("action", choices=("add", "list", "remove"))

@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from engine import views
 from engine.bus import Bus
 from engine.commands import ProgressCallback, Submitted
 from engine.errors import ConfigError
-from engine.execution import Arrival, make_spec
 from engine.intent_runner import IntentRunner
-from engine.intents import IntentKind, parse
+from engine.intents import IntentKind, parse, split_tags
 from engine.kill import KillAction, KillReport, Watchdog
 from engine.metrics import KILLS
 from engine.protect import Protections
 from engine.risk import TradingState
+from engine.views import Quote
 
 log = logging.getLogger(__name__)
 MS = 1_000_000
@@ -36,6 +36,7 @@ class Cockpit:
         self._seen = seen
         self.killer: KillAction | None = None       # the venue-side kill action and its watchdog (the node's)
         self.watchdog: Watchdog | None = None
+        self.venue_state: Callable[[], dict[str, str]] | None = None    # socket -> "up"/"down" (the node's)
 
     @property
     def feed(self) -> Any:
@@ -71,52 +72,68 @@ class Cockpit:
         self.journal.seen(key, self.runner.clock() // MS)
         await self.journal.sync()
 
-    async def preview(self, text: str) -> str:
+    async def quote(self, text: str) -> Quote | None:
+        """What an enter or exit intent would do now (``engine.views.Quote``); None for other instructions."""
         intent = parse(text, self._defaults())
         if intent.kind not in (IntentKind.ENTER, IntentKind.EXIT):
-            return intent.describe()
-        inst = self.runner.instrument(intent.symbol)
-        sf = self.feed[inst.symbol]
-        now = self.runner.clock()
-        arrival = Arrival.stamp(sf, now)
-        refusal = self.runner.would_refuse(intent, arrival)
-        if refusal:
-            return f"{intent.describe()}\n  would be refused: {refusal}"
-        pos = self.oms.positions.get(inst.symbol).qty
-        spec = make_spec(intent, inst, arrival, inst.qty_to_lots(abs(pos)) * (1 if pos >= 0 else -1))
-        from strategies import auto
+            return None
+        return views.quote(self, intent)
 
-        chosen = auto.choose(spec, sf, now)[0].__name__.lower() if intent.algo == "auto" else intent.algo
-        return (f"{intent.describe()}\n  size {inst.lots_to_qty(spec.qty)} {inst.symbol}, cap "
-                f"{inst.fmt_price(spec.cap)}, mid {Decimal(repr(arrival.mid_ticks)) * inst.tick_size}, spread "
-                f"{arrival.ask[0] - arrival.bid[0]} ticks, algo {chosen}, score "
-                f"{sf.timing.py_score(spec.side, now):+.2f}")
+    async def preview(self, text: str) -> str:
+        q = await self.quote(text)
+        return q.text() if q is not None else parse(text, self._defaults()).describe()
+
+    async def orders(self) -> str:
+        return views.orders_text(self)
+
+    async def pnl(self) -> str:
+        return views.pnl_text(self)
+
+    async def limits(self) -> str:
+        return views.limits_text(self)
+
+    async def chart(self, intent_id: str) -> bytes | None:
+        """The execution's picture (PNG) from the journal, drawn in the chart worker process (``engine.plot``);
+        None when there is nothing to draw. Waiting for it never delays an order: the loop only awaits."""
+        from engine import plot
+
+        return await plot.intent_chart(self.journal, intent_id)
+
+    async def health(self) -> str:
+        return views.health_text(self, self.venue_state() if self.venue_state else None)
 
     async def status(self, symbol: str | None = None) -> str:
+        """Trading state; per symbol (``btc`` or ``BTCUSDT``: one, or all) its position at the mark, PnL, TP/SL
+        and book; the working intents and where their orders rest. A symbol not traded here is a ConfigError."""
+        from engine import words
+        from engine.intents import symbol as symbol_of
+
+        only = self.runner.instrument(symbol_of(symbol)).symbol if symbol else None
         ks = self.killswitch
         lines = [f"trading {self.risk.state.value}" + (f" ({ks.tripped})" if ks.tripped else "")]
         for sym, inst in self.instruments.items():
-            if symbol and sym != symbol:
+            if only and sym != only:
                 continue
-            sf = self.feed[sym]
-            pos = self.oms.positions.get(sym)
-            bid, ask = sf.book.best(0), sf.book.best(1)
-            lines.append(f"{sym}: pos {pos.qty} @ {pos.entry:.2f}, realised {pos.realized:.2f}, fees {pos.fees:.4f}; "
-                         f"book {'synced' if sf.synced else 'RESYNCING'} "
-                         f"{inst.fmt_price(bid[0]) if bid else '-'} / {inst.fmt_price(ask[0]) if ask else '-'}; "
-                         f"levels {self.protect.levels.get(sym, {})}")
-        for li in self.runner.intents.values():
-            if li.state.live:
-                a = li.algo
-                said = li.intent.raw or li.intent.describe()
-                lines.append(f"{li.id} [{li.state.value}{', resumed' if li.resumed else ''}] \"{said}\": "
-                             f"{li.inst.lots_to_qty(a.filled)}/{li.inst.lots_to_qty(a.spec.qty)} "
-                             f"{li.inst.symbol}, {a.name}")
+            mark, kind = views.mark_of(self.feed[sym])
+            lines.append(words.position_of(inst, self.oms.positions.get(sym), mark, kind, self.protect.levels.get(sym)))
+            lines.append(words.book_of(inst, self.feed[sym]))
+        working = [li for li in self.runner.intents.values() if li.state.live and (not only or li.inst.symbol == only)]
+        lines += [words.working_of(li, self.oms.orders) for li in working] or ["no intent working"]
         return "\n".join(lines)
 
     async def positions(self) -> str:
-        return "\n".join(f"{s}: {p.qty} @ {p.entry:.2f} realised {p.realized:.2f} fees {p.fees:.4f}"
-                         for s, p in self.oms.positions.positions.items()) or "no positions"
+        """Each position with its mark (or mid: said which), unrealised and realised PnL (before fees), fees, net
+        and TP/SL levels as prices."""
+        from engine import words
+
+        lines = []
+        for sym, p in self.oms.positions.positions.items():
+            inst = self.instruments.get(sym)
+            if inst is None or not (p.qty or p.realized or p.fees):
+                continue
+            mark, kind = views.mark_of(self.feed[sym])
+            lines.append(words.position_of(inst, p, mark, kind, self.protect.levels.get(sym)))
+        return "\n".join(lines) or "no positions"
 
     async def kill(self, reason: str, *, user: str, trigger: str = "manual") -> str:
         """HALTED now; then the kill action (``engine.kill``): cancel-all per symbol confirmed, flatten if
@@ -136,7 +153,7 @@ class Cockpit:
         await self.journal.sync()
         text = report.text()
         log.warning("%s", text)
-        self.bus.emit_all("risk", text)
+        self.bus.emit_all("risk", text, user, "kill")
         return text
 
     async def _cancel_local(self, report: KillReport) -> None:
@@ -154,7 +171,7 @@ class Cockpit:
         self.journal.decision(None, self.runner.clock() // MS, "reduce", {"reason": reason, "user": user})
         await self.journal.sync()
         text = f"trading REDUCING: only flat and TP/SL go out ({reason})"
-        self.bus.emit_all("risk", text)
+        self.bus.emit_all("risk", text, user, "reduce")
         return text
 
     async def resume(self, *, user: str) -> str:
@@ -164,14 +181,24 @@ class Cockpit:
         self.risk.state = TradingState.ACTIVE
         self.journal.decision(None, self.runner.clock() // MS, "resume", {"user": user})
         await self.journal.sync()
-        self.bus.emit_all("risk", "trading resumed")
-        return "trading resumed"
+        text = "trading resumed: new orders may go out"
+        self.bus.emit_all("risk", text, user, "resume")
+        return text
 
     async def add_rationale(self, intent_id: str, text: str, *, user: str) -> None:
-        if intent_id not in self.runner.intents and not self.journal.query("SELECT id FROM intents WHERE id=?",
-                                                                            (intent_id,)):
+        """Store the trader's reason for ``intent_id`` (``skip``: asked and declined). ``#tags`` are kept apart;
+        ``when`` says whether it was given before the outcome was known (the intent still working, or finished
+        with its markouts pending) or after: research must be able to tell them apart."""
+        live = self.runner.intents.get(intent_id)
+        if live is None and not self.journal.query("SELECT id FROM intents WHERE id=?", (intent_id,)):
             raise ConfigError(f"no intent {intent_id}")
-        self.journal.decision(intent_id, self.runner.clock() // MS, "rationale", {"text": text, "user": user})
+        body, tags = split_tags(text)
+        tags = list(tags)
+        skipped = body.lower() in ("skip", "-", "no", "none", "pass") and not tags
+        before = live is not None and (live.state.live or not (live.report or {}).get("markouts_final"))
+        self.journal.decision(intent_id, self.runner.clock() // MS, "rationale",
+                              {"text": "" if skipped else body, "tags": tags, "skipped": skipped, "user": user,
+                               "when": "before_outcome" if before else "after_outcome"})
         await self.journal.sync()
 
     async def report(self, intent_id: str) -> dict | None:
@@ -183,3 +210,4 @@ class Cockpit:
 
     def subscribe(self, callback: ProgressCallback) -> Callable[[], None]:
         return self.bus.subscribe(callback)
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,26 @@ class Commands(Protocol):
     async def preview(self, text: str) -> str:
         """What ``text`` would do now (size, cap, window, arrival mid and spread, the algorithm auto would pick),
         without doing it."""
+
+    async def quote(self, text: str) -> Any:
+        """The preview of an enter or exit intent as data (``engine.views.Quote``: size in base and USDT, mid,
+        spread, the immediate fill's cost walked on the book, the risk verdict); None for other instructions."""
+
+    async def orders(self) -> str:
+        """The open orders, in the trader's units."""
+
+    async def pnl(self) -> str:
+        """Realised (before fees), unrealised at the mark, fees and net, per symbol and in total, and the day's."""
+
+    async def limits(self) -> str:
+        """The pre-trade limits per symbol, the account's, and what trips the kill switch."""
+
+    async def health(self) -> str:
+        """Venue connections, each book's health, the order round trip's p99."""
+
+    async def chart(self, intent_id: str) -> bytes | None:
+        """The execution's chart as PNG bytes (touch and mid, our orders, fills, cap, deadline, markouts), drawn
+        off the event loop; None when there is nothing to draw."""
 
     async def status(self, symbol: str | None = None) -> str:
         """Working intents, open orders, positions and PnL, book health, trading state."""

@@ -61,6 +61,7 @@ class VenueConfig:
     ws_api_url: str = ""
     data: tuple[str, ...] = ()
     speed: float = 1.0
+    loop: bool = False                 # the embedded sim: replay the tape again when it ends (False: stop there)
     symbols: tuple[str, ...] = ()
     use_ws_api: bool = True
     transport: str = "picows"          # WebSocket implementation: picows (measured faster) or aiohttp
@@ -108,6 +109,7 @@ class ExecutionConfig:
     algo: str = "auto"
     on_deadline: str = "complete"
     round_trip_ms: float = 20.0
+    taker_fee_bps: float = 5.0         # the account's taker fee for cost estimates (Binance USD-M VIP 0: 0.05%)
 
     def __post_init__(self) -> None:
         _require(5 <= self.window_s <= 60, "execution.window_s must be within 5-60")
@@ -115,13 +117,39 @@ class ExecutionConfig:
         _require(self.on_deadline in ("complete", "cancel"), "execution.on_deadline must be complete or cancel")
 
 
+ROLES = ("trader", "viewer")
+
+
 @dataclasses.dataclass(frozen=True)
 class TelegramConfig:
-    """The bot runs when TAPESHOT_TELEGRAM_TOKEN is set; only these Telegram user ids may command it."""
+    """The bot runs when TAPESHOT_TELEGRAM_TOKEN is set. ``users``: Telegram user id -> role (``trader`` trades,
+    ``viewer`` only reads); in TOML a table (``[telegram.users]`` ``1001 = "trader"``), in the environment
+    ``TAPESHOT_TELEGRAM__USERS="1001:trader,1002:viewer"``. ``allowed_user_ids`` (older configs) are traders.
+    ``allowed_chat_ids`` (optional) also limits the chats served. ``base_url``: the Bot API's address (a local
+    stand-in in tests). Intents worth at least ``confirm_above_usdt`` are previewed and wait for a Confirm
+    press, for at most ``confirm_s`` seconds."""
 
+    users: dict[str, str] = dataclasses.field(default_factory=dict)
     allowed_user_ids: tuple[int, ...] = ()
     allowed_chat_ids: tuple[int, ...] = ()
     base_url: str = ""
+    confirm_above_usdt: Decimal = Decimal("10000")
+    confirm_s: float = 30.0
+    max_age_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for uid, role in self.users.items():
+            _require(uid.lstrip("-").isdigit(), f"telegram.users: {uid!r} is not a Telegram user id (a number)")
+            _require(role in ROLES, f"telegram.users: user {uid} has role {role!r}; roles are trader, viewer")
+        _require(self.confirm_above_usdt >= 0, "telegram.confirm_above_usdt must be >= 0")
+        _require(5 <= self.confirm_s <= 600, "telegram.confirm_s must be within 5-600")
+        _require(self.max_age_s > 0, "telegram.max_age_s must be > 0")
+
+    def roles(self) -> dict[int, str]:
+        """Every served user id with its role (``allowed_user_ids`` are traders unless ``users`` says otherwise)."""
+        out = {int(u): "trader" for u in self.allowed_user_ids}
+        out.update({int(u): r for u, r in self.users.items()})
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +265,8 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str) -> Any:
         kind = hints[name]
         if dataclasses.is_dataclass(kind):
             kwargs[name] = _build(kind, value, where, f"{prefix}{name}.")
+        elif typing.get_origin(kind) is dict and not dataclasses.is_dataclass(typing.get_args(kind)[1]):
+            kwargs[name] = _plain_table(value, where, f"{prefix}{name}")
         elif typing.get_origin(kind) is dict:
             kwargs[name] = _build_table(typing.get_args(kind)[1], value, where, f"{prefix}{name}")
         else:
@@ -252,6 +282,24 @@ def _build_table(kind: type, raw: Any, where: str, key: str) -> dict[str, Any]:
     if isinstance(raw, _EnvValue) or not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: {key} must be a table of tables ([{key}.<NAME>]), got {str(raw)!r}")
     return {name: _build(kind, value, where, f"{key}.{name}.") for name, value in raw.items()}
+
+
+def _plain_table(raw: Any, where: str, key: str) -> dict[str, str]:
+    """A table of names to strings: ``[key]`` ``name = "value"`` in TOML, ``name:value,name:value`` from the
+    environment."""
+    if isinstance(raw, _EnvValue):
+        pairs = [p.strip() for p in str(raw).split(",") if p.strip()]
+        out = {}
+        for p in pairs:
+            name, sep, value = p.partition(":")
+            if not sep or not name.strip() or not value.strip():
+                raise ConfigError(f"{raw.env_name}: {key} is a list of name:value pairs separated by commas "
+                                  f"(e.g. 1001:trader,1002:viewer), got {p!r}")
+            out[name.strip()] = value.strip()
+        return out
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError(f"{where}: {key} must be a table of names to strings ([{key}] name = \"value\")")
+    return {str(k): v for k, v in raw.items()}
 
 
 def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:

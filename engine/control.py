@@ -2,7 +2,8 @@
 
 ``POST /intent {"text", "key"?, "markouts"?}`` answers with NDJSON: ``{"kind": "submitted", "intent_id", "text",
 "duplicate"}``, then one line per progress event of that intent until its report (``{"kind": "done", "data":
-{...}}``; with ``"markouts": true`` until the report with markouts), or one ``{"error": ...}`` line.
+{...}}``; with ``"markouts": true`` until the report with markouts), or one ``{"error": ..., "refusal": ...}``
+line (``refusal``: ``grammar``, ``risk`` with the ``reason``, or ``invalid``).
 
 ``key`` (optional, 1-128 printable ASCII characters) makes the submit idempotent: the same key again, also after
 an engine restart, submits nothing; it answers ``"duplicate": true`` with the first submission's intent and then
@@ -35,7 +36,7 @@ import orjson
 from aiohttp import web
 
 from engine.commands import Commands, Progress, Submitted
-from engine.errors import ConfigError, TapeshotError
+from engine.errors import ConfigError, RiskRefused, TapeshotError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,18 @@ def _text(body: dict) -> str:
     if not isinstance(text, str):
         raise _error(web.HTTPBadRequest, "text must be a string")
     return text
+
+
+def refusal(exc: TapeshotError) -> dict:
+    """The error line of a refused submit: the message, and ``refusal``: ``grammar`` (the words could not be
+    read: ``IntentError``), ``risk`` (not allowed now: ``RiskRefused``, with its ``reason``) or ``invalid``."""
+    from engine.intents import IntentError
+
+    if isinstance(exc, IntentError):
+        return {"error": str(exc), "refusal": "grammar"}
+    if isinstance(exc, RiskRefused):
+        return {"error": str(exc), "refusal": "risk", "reason": exc.reason}
+    return {"error": str(exc), "refusal": "invalid"}
 
 
 def _submitted(sub: Submitted) -> dict:
@@ -155,7 +168,7 @@ class ControlServer:
             try:
                 sub = await self.commands.submit(text, source="control", user=_peer_user(request), key=key)
             except TapeshotError as exc:
-                await _line(resp, {"error": str(exc)})
+                await _line(resp, refusal(exc))
                 return resp
             except Exception as exc:            # the engine failed, not the request: say so, keep the server up
                 await _line(resp, {"error": _internal(exc, "submit")})

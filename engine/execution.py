@@ -12,9 +12,13 @@ prices the far side offered inside the window, markouts at +1/+5/+30 s, and the 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+
+import numpy as np
+import orjson
 
 from engine.errors import ConfigError
 from engine.intents import Intent, IntentKind
@@ -29,6 +33,9 @@ ALGORITHMS: dict[str, type[Algo]] = {"sniper": Sniper, "ladder": Ladder, "immedi
                                      "passive_chase": PassiveChase}
 MARKOUTS_S = (1, 5, 30)
 SEC = 1_000_000_000
+TOUCH_STEP_NS = 20_000_000           # at most one touch sample per 20 ms (the step doubles at each decimation)
+TOUCH_CAP = 5_000                    # touch samples kept per intent; at the cap every other one is dropped
+_NO_BID, _NO_ASK = -(2**63), 2**63 - 1  # ext.book's empty-side sentinels
 
 
 def lots_for(intent: Intent, inst: Instrument, mid_ticks: float, position_lots: int = 0) -> int:
@@ -179,8 +186,57 @@ def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
 
 
 @dataclass
+class Touch:
+    """A bounded timeline of the touch (best bid and ask, ticks) from an intent's arrival to its last markout,
+    for its chart (``engine.plot``). A sample is taken only when the touch changed and at most once per
+    ``step_ns``; at ``TOUCH_CAP`` samples every other one is dropped and the step doubles, so a long intent
+    keeps an even sampling in bounded memory. Times are ms from ``t0_ns`` (the arrival)."""
+
+    t0_ns: int
+    t_ms: array = field(default_factory=lambda: array("q"))
+    bid: array = field(default_factory=lambda: array("q"))
+    ask: array = field(default_factory=lambda: array("q"))
+    step_ns: int = TOUCH_STEP_NS
+    next_ns: int = 0                      # no sample before this time (exchange ns)
+    last_bid: int = _NO_BID
+    last_ask: int = _NO_ASK
+    decimated: int = 0
+
+    def add(self, now: int, bid: int, ask: int) -> None:
+        """A touch (ticks) seen at ``now``: kept if it changed and both sides are priced."""
+        self.next_ns = now + self.step_ns
+        if bid == _NO_BID or ask == _NO_ASK or (bid == self.last_bid and ask == self.last_ask):
+            return
+        self.last_bid, self.last_ask = bid, ask
+        self.t_ms.append((now - self.t0_ns) // 1_000_000)
+        self.bid.append(bid)
+        self.ask.append(ask)
+        if len(self.t_ms) >= TOUCH_CAP:
+            self._decimate()
+
+    def _decimate(self) -> None:
+        last = (self.t_ms[-1], self.bid[-1], self.ask[-1])
+        self.t_ms, self.bid, self.ask = self.t_ms[::2], self.bid[::2], self.ask[::2]
+        if self.t_ms[-1] != last[0]:                        # the newest touch stays the newest sample
+            self.t_ms.append(last[0])
+            self.bid.append(last[1])
+            self.ask.append(last[2])
+        self.step_ns *= 2
+        self.decimated += 1
+
+    def fragment(self) -> orjson.Fragment:
+        """The samples as a JSON object ``{"t_ms": [...], "bid": [...], "ask": [...]}``, serialized from the
+        arrays in one C call (a few tens of µs at the cap), ready to embed in a journal record."""
+        return orjson.Fragment(orjson.dumps(
+            {"t_ms": np.frombuffer(self.t_ms, np.int64), "bid": np.frombuffer(self.bid, np.int64),
+             "ask": np.frombuffer(self.ask, np.int64), "decimated": self.decimated},
+            option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+@dataclass
 class Tracker:
-    """Watches one execution: the far side inside the window, fills, and the mid afterwards for markouts."""
+    """Watches one execution: the far side inside the window, fills, the mid afterwards for markouts, and the
+    touch from arrival to the last markout (``touch``, for the chart)."""
 
     spec: Spec
     arrival: Arrival
@@ -191,16 +247,29 @@ class Tracker:
     orders: list[str] = field(default_factory=list)
     end_ns: int | None = None
     markout_mids: dict[int, float] = field(default_factory=dict)
+    order_times: dict[str, list[int]] = field(default_factory=dict)   # cid -> [sent, final or 0] (exchange ns)
+    touch: Touch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.touch = Touch(self.arrival.time_ns)
+        a = self.arrival
+        if a.bid is not None and a.ask is not None:
+            self.touch.add(a.time_ns, a.bid[0], a.ask[0])
 
     def on_book(self, sf, now: int) -> None:
+        touch = self.touch
+        if now >= touch.next_ns:                       # the hot path's whole cost, most updates: one compare
+            book = sf.book
+            if book.best_bid != touch.last_bid or book.best_ask != touch.last_ask:
+                touch.add(now, book.best_bid, book.best_ask)
         if self.end_ns is None:
-            far = sf.book.best(1 if self.spec.side == BUY else 0)
+            buy = self.spec.side == BUY
+            far = sf.book.best(1 if buy else 0)
             if far is not None:
                 p = far[0]
-                better = (lambda a, b: a < b) if self.spec.side == BUY else (lambda a, b: a > b)
-                if self.best_far is None or better(p, self.best_far):
+                if self.best_far is None or (p < self.best_far if buy else p > self.best_far):
                     self.best_far = p
-                if self.worst_far is None or better(self.worst_far, p):
+                if self.worst_far is None or (p > self.worst_far if buy else p < self.worst_far):
                     self.worst_far = p
             return
         for h in MARKOUTS_S:
@@ -212,6 +281,18 @@ class Tracker:
     @property
     def markouts_done(self) -> bool:
         return self.end_ns is not None and len(self.markout_mids) == len(MARKOUTS_S)
+
+    def timeline(self, inst: Instrument) -> dict:
+        """What the chart needs beyond the journal's orders and fills: the touch samples, the tick size, the
+        end of the execution, the markout mids (ticks), and when each order went out and was final (ms from
+        arrival, on the intent's clock: the journal's order rows carry the OMS clock), for a ``timeline``
+        decision row."""
+        t0 = self.arrival.time_ns
+        return {"tick": str(inst.tick_size), "arrival_ns": t0, "end_ns": self.end_ns,
+                "markout_mids": {str(h): m for h, m in sorted(self.markout_mids.items())},
+                "orders": {c: [(sent - t0) // 1_000_000, (end - t0) // 1_000_000 if end else None]
+                           for c, (sent, end) in self.order_times.items()},
+                "touch": self.touch.fragment()}
 
     def report(self, inst: Instrument, fee_note: str = "") -> dict:
         s, a = self.spec, self.arrival

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from engine import crashpoints
+from engine import crashpoints, words
 from engine.bus import Bus
 from engine.commands import Submitted
 from engine.errors import ConfigError, RiskRefused, StateError, VenueError
@@ -146,7 +146,11 @@ class IntentRunner:
                               "no new exposure; flat and TP/SL still go out; /resume to trade again")
         if any(li.state.live or li.state is IState.ACCEPTED for li in self.active.get(inst.symbol, [])):
             raise RiskRefused("busy", f"an intent is already working on {inst.symbol}: cancel it first")
+        if sf.unavailable or not sf.synced:
+            raise RiskRefused("book_unsynced", f"{inst.symbol}: no market data: {sf.unavailable}" if sf.unavailable
+                              else f"{inst.symbol}: the book is resyncing ({sf.state_name}); try again in a moment")
         now = self.clock()
+        self._check_feed(sf, now)
         arrival = Arrival.stamp(sf, now)
         position = self.oms.positions.get(inst.symbol)
         pos_lots = inst.qty_to_lots(abs(position.qty)) * (1 if position.qty >= 0 else -1)
@@ -165,7 +169,8 @@ class IntentRunner:
         self.journal.decision(li.id, now // MS, "arrival", {"mid_ticks": arrival.mid_ticks, "bid": arrival.bid,
                                                             "ask": arrival.ask, "signals": arrival.signals,
                                                             "algo": li.algo.name, "why": why,
-                                                            "rationale": intent.rationale})
+                                                            "rationale": intent.rationale,
+                                                            "tags": list(intent.tags)})
         try:
             await self.journal.sync()                            # durable before anything is sent
         except BaseException:
@@ -176,6 +181,15 @@ class IntentRunner:
         self._start(li, echo)
         return Submitted(li.id, echo, {"mid": str(Decimal(repr(arrival.mid_ticks)) * inst.tick_size),
                                        "bid": arrival.bid, "ask": arrival.ask})
+
+    def _check_feed(self, sf: Any, now: int) -> None:
+        """An intent cannot work on a (synced) book that has had no market data for longer than the feed's stale
+        limit: refused at once (``RiskRefused`` book_stale), not order by order."""
+        if not sf.is_stale(now, self._stale_ns):
+            return
+        quiet_s = (now - sf.last_book_ns) / SEC
+        raise RiskRefused("book_stale", f"no {sf.symbol} market data for {quiet_s:.1f} s (the feed's limit is "
+                          f"{self._stale_ns / SEC:g} s): the feed is stale, nothing can work on it now")
 
     def _forget(self, li: LiveIntent) -> None:
         self.intents.pop(li.id, None)
@@ -196,6 +210,7 @@ class IntentRunner:
                 "arrival_ns": s.arrival_ns, "deadline_ns": s.deadline_ns, "complete": s.complete,
                 "reduce_only": s.reduce_only, "limit": s.limit, "algo": li.algo.name, "why": why,
                 "window_s": it.window_s, "max_slippage_bps": it.max_slippage_bps, "rationale": it.rationale,
+                "tags": list(it.tags),
                 "source": li.source, "user": li.user, "mid_ticks": arrival.mid_ticks, "key": li.key,
                 "min_lots": s.min_lots}
 
@@ -273,9 +288,11 @@ class IntentRunner:
                                      intent_id=li.id, purpose=purpose, decision_ns=decision_ns, max_wait_ms=left_ms)
         fut.add_done_callback(_log_future)
         li.tracker.orders.append(act.cid)
+        li.tracker.order_times[act.cid] = [now, 0]
         if act.tag in ("snipe", "deadline", "now"):
-            self.bus.emit(li.id, "fired", f"{act.tag}: {'BUY' if buy else 'SELL'} {li.inst.lots_to_qty(act.qty)} up "
-                                          f"to {None if act.price is None else li.inst.ticks_to_price(act.price)}",
+            limit = "at market" if act.price is None else f"up to {li.inst.fmt_price(act.price)}"
+            self.bus.emit(li.id, "fired", f"{act.tag}: {'BUY' if buy else 'SELL'} "
+                                          f"{words.qty(li.inst.lots_to_qty(act.qty), li.inst.symbol)} {limit}",
                           li.source, li.user)
 
     def _fire(self, li: LiveIntent, act: Place, gate: Any, buy: bool, now: int) -> int:
@@ -325,13 +342,15 @@ class IntentRunner:
             up = OrderUpdate(o.client_order_id, o.state.value, inst.qty_to_lots(fill.qty),
                              inst.price_to_ticks(fill.price), False)
             self.route(li, li.algo.on_order(up, sf, now))
-            self.bus.emit(li.id, "fill", f"filled {fill.qty} at {fill.price} ({'maker' if fill.maker else 'taker'})",
-                          li.source, li.user)
+            self.bus.emit(li.id, "fill", f"filled {words.qty(fill.qty, inst.symbol)} at {words.price(fill.price)} "
+                                         f"({'maker' if fill.maker else 'taker'})", li.source, li.user)
             self.on_fill(o.symbol)
         elif _CRASH and o.state is OState.ACKNOWLEDGED and li.algo.name == "ladder":
             crashpoints.reached("mid_ladder")
         if o.state.final and not self.oms.needs_trades(o) and o.client_order_id not in li.finals_sent:
             li.finals_sent.add(o.client_order_id)
+            if o.client_order_id in li.tracker.order_times:
+                li.tracker.order_times[o.client_order_id][1] = now
             self.route(li, li.algo.on_order(self._final_update(o), sf, now))
         self.maybe_finish(li)
         return True
@@ -391,15 +410,11 @@ class IntentRunner:
         now_ms = self.clock() // MS
         self.journal.intent_state(li.id, li.state.value, now_ms, li.report)
         self.journal.decision(li.id, now_ms, kind, li.report)
+        if kind == "markouts":                        # the touch to the last markout, for the chart (engine.plot)
+            self.journal.decision(li.id, now_ms, "timeline", li.tracker.timeline(li.inst))
         await self.journal.sync()                     # durable before anyone is told it is done
         r = li.report
-        text = (f"{r['side']} {r['filled']}/{r['requested']} {r['symbol']} avg {r['avg_price']} "
-                f"shortfall {r['shortfall_bps']} bps (fees in), {r['algo']}, {r['time_to_fill_s']} s")
-        if li.state is not IState.DONE:
-            text = f"{li.state.value.upper()}: {text}" + (f" ({li.why_ended})" if li.why_ended else "")
-        if kind == "markouts":
-            text = f"markouts {r['markouts_bps']}"
-        self.bus.emit(li.id, kind, text, li.source, li.user, r)
+        self.bus.emit(li.id, kind, _report_line(li, kind, r), li.source, li.user, r)
 
     def armed(self) -> bool:
         """An intent is working, completing or cancelling: an order may have to go at the next event."""
@@ -487,6 +502,8 @@ class IntentRunner:
                 li.report = {**li.tracker.report(li.inst), "intent_id": li.id, "state": li.state.value,
                              "text": li.intent.raw, "why": "shutdown", "notes": [t for _, t in li.algo.log]}
                 self.journal.intent_state(li.id, li.state.value, self.clock() // MS, li.report)
+        for li in [li for lst in self.active.values() for li in lst if li.tracker is not None]:
+            self.journal.decision(li.id, self.clock() // MS, "timeline", li.tracker.timeline(li.inst))
         await self.journal.sync()
         return problems
 
@@ -509,6 +526,22 @@ class IntentRunner:
                     with contextlib.suppress(VenueError, TimeoutError):
                         await asyncio.wait_for(self.oms.resolve(o, attempts=1), 2.0)
         return problems
+
+
+def _report_line(li: LiveIntent, kind: str, r: dict) -> str:
+    """The one line a ``done`` / ``markouts`` progress event carries, in the trader's units (the full report is
+    ``engine.words.report_text`` of its data)."""
+    sym = li.inst.symbol
+    if kind == "markouts":
+        return words.markouts_text(r.get("markouts_bps"), bool(li.tracker.fills))
+    filled = f"{r['side']} {words.qty(r['filled'], sym)} of {words.qty(r['requested'], sym)} {sym}"
+    if li.tracker.fills:
+        filled += (f" at {words.price(r['avg_price'])} avg, shortfall {words.bps(r['shortfall_bps'])} "
+                   f"(fees in), fees {words.usdt(r['fees'])}")
+    text = f"{filled}, {r['algo']}, {words.seconds(r['time_to_fill_s'])}"
+    if li.state is not IState.DONE:
+        text = f"{li.state.value.upper()}: {text}" + (f" ({li.why_ended})" if li.why_ended else "")
+    return text
 
 
 def _log_future(fut: asyncio.Future) -> None:

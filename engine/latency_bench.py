@@ -319,7 +319,7 @@ class _OrderRig:
         far = SimpleNamespace(spec=SimpleNamespace(deadline_ns=2**62), expire=lambda *a: None)
         li = LiveIntent("bench", SimpleNamespace(kind=IntentKind.ENTER), "bench", "bench", state=IState.WORKING,
                         algo=far, inst=inst, sf=sf, position=node.oms.positions.get(inst.symbol),
-                        tracker=SimpleNamespace(orders=[]))
+                        tracker=SimpleNamespace(orders=[], order_times={}))
         node.runner.active[inst.symbol] = [li]               # a working intent, as the runner sees one
         node.busy_poll = spin
         node._spinner.start()

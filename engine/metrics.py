@@ -51,6 +51,7 @@ HISTOGRAMS = {
 }
 
 KILLS: dict[str, int] = {}       # kill switch trips by trigger (manual, drawdown, book, latency, loop_stall, ...)
+TELEGRAM: dict[tuple[str, str], int] = {}   # Telegram updates by (command, outcome: ok, forbidden, stranger)
 
 
 class NodeCollector:
@@ -102,6 +103,12 @@ class NodeCollector:
         for trigger, c in list(KILLS.items()):
             kills.add_metric([trigger], c)
         yield kills
+        tg = CounterMetricFamily("tapeshot_telegram_commands", "Telegram commands by command and outcome "
+                                 "(ok: served; forbidden: a viewer asked to trade; stranger: not a registered user)",
+                                 labels=["command", "outcome"])
+        for (command, outcome), c in list(TELEGRAM.items()):
+            tg.add_metric([command, outcome], c)
+        yield tg
         for h in HISTOGRAMS.values():
             yield h.family()
 
@@ -119,4 +126,4 @@ async def serve_metrics(node, port: int, host: str = "127.0.0.1") -> Callable:
     return stop
 
 
-__all__ = ["HISTOGRAMS", "KILLS", "Histogram", "NodeCollector", "serve_metrics", "threading"]
+__all__ = ["HISTOGRAMS", "KILLS", "TELEGRAM", "Histogram", "NodeCollector", "serve_metrics", "threading"]

@@ -53,8 +53,8 @@ from engine.venues.binance.wsapi import MAINNET_WS_API, TESTNET_WS_API
 
 log = logging.getLogger(__name__)
 MS = 1_000_000
-COMMANDS = frozenset({"submit", "preview", "status", "positions", "kill", "reduce", "resume", "add_rationale", "report",
-                      "seen", "remember"})
+COMMANDS = frozenset({"submit", "preview", "quote", "status", "positions", "orders", "pnl", "limits", "health", "kill",
+                      "reduce", "resume", "add_rationale", "report", "chart", "seen", "remember"})
 
 
 class Node:
@@ -75,6 +75,7 @@ class Node:
         self.run_id = f"{int(time.time() * 1000) % 10**10:010d}"
         self.clock: Callable[[], int] = time.time_ns
         self.started = asyncio.Event()
+        self.tape_ended = asyncio.Event()      # a sim venue's tape has ended (no more market data; not with loop)
         self.reconciliation: list[str] = []
         self.shutdown_report: list[str] = []
         self.archived_journal: Path | None = None       # an earlier embedded-sim session's journal, moved aside
@@ -150,6 +151,8 @@ class Node:
         await self._wait_ready()
         await self._reconcile(state)
         self._start_guards()
+        if self.cfg.venue.kind == "sim" and self.venue is None:
+            self._tasks.append(asyncio.create_task(self._watch_external_tape()))
         self.started.set()
 
     def _open_journal(self, rest_url: str) -> Any:
@@ -173,6 +176,7 @@ class Node:
         self.runner.on_fill = self.protect.sync
         self.cockpit = Cockpit(self.cfg, self.bus, self.runner, self.protect, self.oms, self.journal, self.risk,
                                self.killswitch, {k for k, v in state.keys.items() if not v})
+        self.cockpit.venue_state = self.venue_state
 
     def _start_guards(self) -> None:
         """The timers and watchers beside the hot path: the algorithm timer, the KillSwitch's triggers
@@ -216,6 +220,13 @@ class Node:
         if r.kill_unreachable_s:
             out.append(self._reach_watch(r.kill_unreachable_s))
         return out
+
+    def venue_state(self) -> dict[str, str]:
+        """Each connection to the venue: ``up`` or ``down``."""
+        up = {"market stream": self.md.stream.connected.is_set(), "user stream": self.user.connected.is_set()}
+        if self.ws_api is not None:
+            up["order socket"] = _socket_up(self.ws_api)
+        return {k: "up" if v else "DOWN" for k, v in up.items()}
 
     def _reach_watch(self, limit_s: float) -> guards.ReachWatch:
         probes = {"market stream": self.md.stream.connected.is_set, "user stream": self.user.connected.is_set}
@@ -280,14 +291,16 @@ class Node:
         from engine.venues.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
         creds = Credentials(DEFAULT_API_KEY, Secret(DEFAULT_API_SECRET))
         if v.rest_url:                                   # an external sim venue (tapeshot sim): its tape's time
-            creds = sim_credentials(self.cfg.engine.home) or creds   # the key file's "sim" profile, if any
+            creds = _external_sim_credentials(v.rest_url, self.cfg.engine.home) or creds
             ws = v.ws_url or v.rest_url.replace("http", "ws", 1)
             self.clock = self._market_clock(v.speed)
             return v.rest_url, ws, v.ws_api_url or f"{ws}/ws-fapi/v1", creds
-        from engine.feed.recording import sample_path
+        from engine.feed.recording import sample_paths
         from engine.venues.sim import SimExchange
         from engine.venues.sim.server import SimVenue, SimVenueConfig
-        self.venue = SimVenue(SimExchange(list(v.data) or [sample_path()]), SimVenueConfig(speed=v.speed))
+        self.venue = SimVenue(SimExchange(list(v.data) or sample_paths()),
+                              SimVenueConfig(speed=v.speed, loop_on_end=v.loop))
+        self.venue.on_tape_end = self._tape_lap
         await self.venue.start()
         self.clock = self.venue.exchange_now                   # the replay's exchange time
         return self.venue.rest_url, self.venue.ws_url, self.venue.ws_api_url, creds
@@ -316,7 +329,9 @@ class Node:
         return store.credentials(self.cfg.venue.key_profile, Secret(phrase))
 
     def _pick_instruments(self, available: dict[str, Instrument]) -> dict[str, Instrument]:
-        wanted = list(self.cfg.venue.symbols) or (list(self.venue.ex.instruments) if self.venue else ["BTCUSDT"])
+        """The traded instruments, from the venue's exchangeInfo: ``venue.symbols``, else every symbol a sim venue
+        lists (its tape's), else BTCUSDT."""
+        wanted = list(self.cfg.venue.symbols) or (list(available) if self.cfg.venue.kind == "sim" else ["BTCUSDT"])
         missing = [s for s in wanted if s not in available]
         if missing:
             raise ConfigError(f"the venue does not list {missing}")
@@ -326,9 +341,51 @@ class Node:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while not (self.user.connected.is_set() and all(sf.synced for sf in self.feed.symbols)):
-            if loop.time() > end:
-                raise StateError("market data or user stream not ready after 30 s")
+            if loop.time() > end or any(t.done() for t in self._tasks):
+                raise StateError(f"not ready after {loop.time() - end + timeout:.0f} s: {'; '.join(self._not_ready())}")
             await asyncio.sleep(0.02)
+
+    def _not_ready(self) -> list[str]:
+        """What keeps the start-up waiting, named: a stream task that died (with its error), the user stream not
+        connected, each book not synced and why (``MarketData.not_ready``)."""
+        out = []
+        for name, task in (("market data", self._tasks[0]), ("user stream", self._tasks[1])):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                out.append(f"{name} stopped: {task.exception()}")
+        if not self.user.connected.is_set():
+            out.append("user stream not connected (listenKey or WebSocket refused?)")
+        return out + self.md.not_ready() or ["unknown"]
+
+    def _tape_lap(self, lap: int) -> None:
+        """The embedded sim venue's tape ended (``lap`` 0) or starts again (``loop``; lap n): said on every front
+        end; at the end, every book is marked unsynced with the reason, so an intent is refused at once."""
+        if lap:
+            self.bus.emit_all("risk", f"the recorded tape has ended: replaying it again (lap {lap}); the books "
+                                      "resync from its snapshot")
+            return
+        self._market_over("the recorded tape has ended")
+
+    def _market_over(self, why: str) -> None:
+        if self.tape_ended.is_set():
+            return
+        for sf in self.feed.symbols:
+            sf.unavailable = why
+            sf.request_resync()
+        self.tape_ended.set()
+        self.bus.emit_all("risk", f"{why}: no more market data; new intents are refused")
+
+    async def _watch_external_tape(self, every_s: float = 1.0) -> None:
+        """An external sim venue (``tapeshot sim``): its ``/sim/status`` says when its tape has ended."""
+        url = self.rest.base_url.rstrip("/") + "/sim/status"
+        while not self.tape_ended.is_set():
+            await asyncio.sleep(every_s)
+            try:
+                async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    st = await r.json() if r.status == 200 else {}
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue
+            if st.get("finished"):
+                self._market_over("the sim venue's recorded tape has ended")
 
     # ---- events between the components --------------------------------------------------------------------
 
@@ -361,7 +418,7 @@ class Node:
         self.reconciliation = rec.notes
         for line in rec.notes:
             log.warning("reconcile: %s", line)
-            self.bus.emit_all("risk", f"reconcile: {line}")
+            self.bus.emit_all("risk", f"reconcile: {line}", event="reconcile")
 
     def _as_sent(self, row: dict) -> Intent:
         """The intent exactly as the trader sent it (its text parsed again), for status and the report."""
@@ -433,6 +490,18 @@ async def _quietly(coro: Any) -> None:
         await coro
     except (VenueError, OSError) as exc:
         log.debug("reconnect: %s", exc)
+
+
+def _external_sim_credentials(rest_url: str, home: str) -> Credentials | None:
+    """The key for an external sim venue: TAPESHOT_API_KEY / TAPESHOT_API_SECRET when set and the venue is on
+    this machine (``tapeshot sim`` serves loopback only: the key never leaves it), else the key file's ``sim``
+    profile, else None (the sim's default key)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(rest_url).hostname or ""
+    if os.environ.get("TAPESHOT_API_KEY") and (host == "localhost" or host == "::1" or host.startswith("127.")):
+        return Credentials.from_env()
+    return sim_credentials(home)
 
 
 def _socket_up(api: Any) -> bool:

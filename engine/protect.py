@@ -52,7 +52,7 @@ class Protections:
         await self.journal.sync()
         await self.sync_now(inst.symbol)
         text = f"{kind.upper()} {inst.symbol} " + (f"at {price}" if price is not None else "removed")
-        self.bus.emit_all("tp_sl", text)
+        self.bus.emit_all("tp_sl", text, user, "tp_sl")
         return Submitted("", text)
 
     def _check_side(self, kind: str, price: Decimal | None, inst: Any) -> None:

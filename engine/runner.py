@@ -1,9 +1,11 @@
 """``tapeshot run``: the engine with its front ends (control socket, console, Telegram, metrics) until stopped.
 
-It stops on Ctrl-C / SIGTERM, on ``quit`` at the console, when ``--demo`` has finished, or when the embedded sim
-venue's tape ends; it then prints the positions, cancels every working intent and order, confirms with the venue
-(a cancel-all per symbol, then the open-orders query), journals the interrupted intents ``cancelled`` (shutdown),
-says what could not be cancelled and exits, within ~10 s.
+It says at start which front ends are on (console, control socket, Telegram, metrics). It stops on Ctrl-C /
+SIGTERM, on ``quit`` at the console, when ``--demo`` has finished, or when the sim venue's tape ends (the
+embedded one's, or an external ``tapeshot sim``'s; with ``--loop`` the embedded one replays it instead); it then
+prints the positions, cancels every working intent and order, confirms with the venue (a cancel-all per symbol,
+then the open-orders query), journals the interrupted intents ``cancelled`` (shutdown), says what could not be
+cancelled and exits, within ~10 s.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
               f"{node.archived_journal}", flush=True)
     for line in node.reconciliation:
         print(f"reconcile: {line}", flush=True)
-    extras = await _front_ends(node, cfg)
+    extras, telegram = await _front_ends(node, cfg)
     if node.reconciliation:             # the restart, visible where the trader looks (Telegram too)
         node.bus.emit_all("risk", "reconciliation with the venue at start-up:\n" + "\n".join(node.reconciliation))
     freeze_heap()                       # the collector never walks the started engine again (62 ms -> 2 µs)
@@ -77,13 +79,13 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
         waits.append(asyncio.create_task(console.run()))
     else:
         node.subscribe(_printer)
+    print(_fronts_line(cfg, console is not None, sock, telegram), flush=True)
     if demo:
         waits.append(asyncio.create_task(_demo(node)))
-    if node.venue is not None:
-        waits.append(asyncio.create_task(node.venue.finished.wait()))
+    waits.append(asyncio.create_task(node.tape_ended.wait()))
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    if node.venue is not None and node.venue.finished.is_set():
-        print("the recorded tape has ended", flush=True)
+    if node.tape_ended.is_set():
+        print("the recorded tape has ended: no more market data; stopping", flush=True)
     for t in waits:
         t.cancel()
     print(await node.status(), flush=True)
@@ -110,56 +112,84 @@ def _kill_on_sigusr1(node: Node) -> None:
     signal.signal(signal.SIGUSR1, lambda *_: watchdog.request("signal", "SIGUSR1 (a kill from outside)"))
 
 
-async def _front_ends(node: Node, cfg: Config) -> list:
+def _fronts_line(cfg: Config, console: bool, sock: object, telegram: str) -> str:
+    """The start-up line naming each front end and whether it is on."""
+    port = cfg.engine.metrics_port
+    return (f"front ends: console {'on' if console else 'off'}; control socket {sock}; Telegram {telegram}; "
+            f"metrics {f'on http://127.0.0.1:{port}/metrics' if port else 'off'}")
+
+
+async def _front_ends(node: Node, cfg: Config) -> tuple[list, str]:
+    """Start the metrics endpoint and the Telegram bot as configured: (their stop functions, Telegram's state)."""
     stoppers = []
     if cfg.engine.metrics_port:
         from engine.metrics import serve_metrics
 
         stoppers.append(await serve_metrics(node, cfg.engine.metrics_port))
-    token = os.environ.get("TAPESHOT_TELEGRAM_TOKEN")
-    if token:
-        try:
-            from engine.keys import Secret
-            from engine.telegram import start_bot
-        except ImportError:
-            log.warning("TAPESHOT_TELEGRAM_TOKEN is set but the Telegram front end is not available")
-        else:
-            if not cfg.telegram.allowed_user_ids:
-                log.warning("Telegram: no allowed_user_ids configured: the bot would refuse everyone; not started")
-            else:
-                handle = await start_bot(node, Secret(token), set(cfg.telegram.allowed_user_ids),
-                                         cfg.telegram.base_url or None, set(cfg.telegram.allowed_chat_ids) or None)
-                stoppers.append(handle.stop)
-    return stoppers
+    if not os.environ.get("TAPESHOT_TELEGRAM_TOKEN"):
+        return stoppers, "off (TAPESHOT_TELEGRAM_TOKEN not set)"
+    from engine.telegram import start_from_config
+
+    try:
+        handle = await start_from_config(node, cfg.telegram)
+    except Exception as exc:                # a refused token, an unreachable Bot API: trade on, say why
+        log.error("telegram: could not start: %s: %s", type(exc).__name__, exc)
+        return stoppers, f"off (could not start: {type(exc).__name__}; see the log)"
+    if handle is None:
+        return stoppers, "off (no users configured: [telegram.users] or TAPESHOT_TELEGRAM__USERS)"
+    stoppers.append(handle.stop)
+    roles = list(cfg.telegram.roles().values())
+    return stoppers, (f"on (@{handle.app.bot.username}: {roles.count('trader')} trader(s), "
+                      f"{roles.count('viewer')} viewer(s))")
 
 
 async def _demo(node: Node) -> None:
-    """A short scripted session on the tape: entry with TP/SL, exit, a ladder, flat; each report printed."""
+    """A scripted session on the tape, two symbols at once (BTC and ETH on the bundled tape; any first two):
+    entries on both working together (the second sent while the first works), TP/SL on both, both flat, then a
+    ladder on one while the other enters again, and flat. Each report printed; every intent is waited for."""
     done: dict[str, asyncio.Event] = {}
     node.subscribe(lambda p: done.setdefault(p.intent_id, asyncio.Event()).set() if p.kind == "done" else None)
 
-    async def go(text: str) -> None:
+    async def send(text: str) -> str:
         print(f"> {text}", flush=True)
         try:
             sub = await node.submit(text, source="demo", user="demo")
         except TapeshotError as exc:
             print(f"  refused: {exc}", flush=True)
-            return
-        if sub.intent_id:
-            await done.setdefault(sub.intent_id, asyncio.Event()).wait()
+            return ""
+        return sub.intent_id
+
+    async def together(*texts: str) -> None:
+        """Send each (without waiting for the one before), then wait for all of them to end."""
+        ids = [await send(t) for t in texts]
+        await asyncio.gather(*(done.setdefault(i, asyncio.Event()).wait() for i in ids if i))
 
     await asyncio.sleep(1.0)
-    sym = next(iter(node.instruments))
-    inst = node.instruments[sym]
-    base = sym.removesuffix("USDT").lower()
-    mid = Decimal(repr(node.feed[sym].book.mid)) * inst.tick_size
-    size = (Decimal(2000) / mid).quantize(inst.step_size)
-    await go(f"long {base} {size} 20s max 8bps -- demo: bids absorbing")
-    await go(f"tp {base} {(mid * Decimal('1.004') / inst.tick_size).quantize(Decimal(1)) * inst.tick_size}")
-    await go(f"sl {base} {(mid * Decimal('0.996') / inst.tick_size).quantize(Decimal(1)) * inst.tick_size}")
-    await go(f"flat {base} 10s")
-    await go(f"short {base} {size * 2} 25s ladder max 6bps -- demo: offers stacking")
-    await go(f"flat {base} 10s")
+    terms = [_DemoTerms(node, s) for s in list(node.instruments)[:2]]
+    a, others = terms[0], terms[1:]
+    await together(f"long {a.base} {a.size} 20s max 8bps -- demo: bids absorbing",
+                   *(f"short {t.base} {t.size} 20s max 8bps -- demo: offers stacking" for t in others))
+    for t in terms:
+        await together(f"tp {t.base} {t.level('1.004' if t is a else '0.996')}")
+        await together(f"sl {t.base} {t.level('0.996' if t is a else '1.004')}")
+    await together(*(f"flat {t.base} 10s" for t in terms))
+    await together(f"short {a.base} {a.size * 2} 25s ladder max 6bps -- demo: offers stacking",
+                   *(f"long {t.base} {t.size} 25s max 8bps -- demo: bids absorbing" for t in others))
+    await together(*(f"flat {t.base} 10s" for t in terms))
+
+
+class _DemoTerms:
+    """One symbol's demo numbers: its short name, a ~2000 USDT size at the mid, TP/SL levels around the mid."""
+
+    def __init__(self, node: Node, symbol: str) -> None:
+        self.inst = node.instruments[symbol]
+        self.base = symbol.removesuffix("USDT").lower()
+        self.mid = Decimal(repr(node.feed[symbol].book.mid)) * self.inst.tick_size
+        self.size = max((Decimal(2000) / self.mid).quantize(self.inst.step_size), self.inst.step_size)
+
+    def level(self, factor: str) -> Decimal:
+        tick = self.inst.tick_size
+        return (self.mid * Decimal(factor) / tick).quantize(Decimal(1)) * tick
 
 
 def _cpus(cpus: set[int] | None) -> str:

@@ -52,6 +52,14 @@ cdef class SymbolFeed:
     cdef readonly int64_t ticker_checks, ticker_mismatches, ticker_unchecked
     cdef readonly int64_t last_ticker_u
     cdef readonly int64_t tk_bid, tk_bid_qty, tk_ask, tk_ask_qty
+    # Off the book path: plain Python attributes the market-data layer sets (engine.feed.live.MarketData) from
+    # <symbol>@markPrice@1s; None before the first markPriceUpdate. Prices and the rate are Decimal.
+    cdef public object mark_price         # Decimal: the mark price
+    cdef public object index_price        # Decimal: the index price
+    cdef public object funding_rate       # Decimal: the current funding rate (0.0001 = 0.01% per 8 h)
+    cdef public object next_funding_ms    # int: next funding time, ms since the epoch
+    cdef public object mark_time_ms       # int: event time of the last markPriceUpdate, ms
+    cdef public str unavailable           # why no more market data will come (e.g. the tape ended); "" otherwise
 
     cdef int on_depth(self, Msg* m, bytes raw) except -100
     cdef int apply_diff(self, Msg* m) except -100

@@ -58,6 +58,8 @@ cdef class SymbolFeed:
         self.snapshot_id = -1
         self.last_trade_id = -1
         self.last_ticker_u = -1
+        self.mark_price = self.index_price = self.funding_rate = self.next_funding_ms = self.mark_time_ms = None
+        self.unavailable = ""
 
     def __dealloc__(self):
         free(self.changes)

@@ -26,10 +26,11 @@ def choose(spec: Spec, sf, now: int, wide_spread: int = 3, size_vs_touch: float 
     spread = ask[0] - bid[0]
     touch_qty = ask[1] if spec.side == BUY else bid[1]
     if spread >= wide_spread:
-        return Ladder, f"spread {spread} ticks"
+        return Ladder, f"wide spread: {spread} ticks"
     if spec.qty > size_vs_touch * touch_qty:
-        return Ladder, f"size {spec.qty} lots vs touch {touch_qty}"
-    return Sniper, f"tight book: spread {spread}, touch {touch_qty} lots"
+        return Ladder, f"the size is {spec.qty / touch_qty:.2g}x what the touch shows"
+    return Sniper, f"tight book: spread {spread} tick{'s' if spread != 1 else ''}, the touch shows " \
+                   f"{touch_qty / spec.qty:.1f}x the size"
 
 
 def make(spec: Spec, sf, now: int, new_id: Callable[[], str], **kw) -> tuple[Algo, str]:

@@ -4,7 +4,8 @@ Lines, each with a ``type``, in this order:
 
 - ``intent``: ``id``, ``created_ms``, ``source``, ``text`` (as the trader sent it), ``symbol``, ``side``
   (BUY/SELL), ``qty`` (requested, base units), ``window_s``, ``cap`` (price), ``deadline_ms`` (exchange time),
-  ``algo``, ``state``, ``report`` (the execution report, or null), ``rationale``; the raw integer fields
+  ``algo``, ``state``, ``report`` (the execution report, or null), ``rationale``, ``tags`` (the trader's
+  ``#word`` tags, lower-case, without ``#``); the raw integer fields
   (``qty_lots``, ``cap_ticks``, ``deadline_ns``, ``arrival_ns``) ride along for exactness;
 - ``order``: ``client_order_id``, ``venue_order_id``, ``intent_id``, ``symbol``, ``side``, ``order_type``, ``tif``,
   ``qty``, ``price``, ``stop_price``, ``reduce_only``, ``close_position``, ``state``, ``filled``, ``avg_price``,
@@ -115,6 +116,7 @@ def intent_record(r: sqlite3.Row, grids: dict[str, tuple[int, int]] | None = Non
         "limit": data.get("limit") if data.get("limit") is None else str(data.get("limit")),
         "deadline_ms": deadline_ns // 1_000_000 if isinstance(deadline_ns, int) else None,
         "algo": data.get("algo"), "state": r["state"], "report": report, "rationale": data.get("rationale") or "",
+        "tags": [str(t) for t in data.get("tags") or [] if isinstance(t, str)],
         "reduce_only": data.get("reduce_only"), "user": data.get("user"),
         "qty_lots": data.get("qty_lots"), "cap_ticks": data.get("cap"), "deadline_ns": deadline_ns,
         "arrival_ns": data.get("arrival_ns"),

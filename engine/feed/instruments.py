@@ -34,7 +34,7 @@ def load_exchange_info(path: str | Path) -> dict[str, Instrument]:
         raise ConfigError(f"cannot read exchangeInfo {path}: {exc}") from exc
 
 
-def _grid_of(values: list[str]) -> Decimal:
+def grid_of(values: list[str]) -> Decimal:
     """The coarsest decimal grid every value lies on: gcd of the mantissas at the finest precision."""
     decimals = max((len(v.partition(".")[2]) for v in values), default=0)
     g = 0
@@ -53,7 +53,7 @@ def infer_from_snapshot(symbol: str, snapshot: dict) -> Instrument:
     qtys = [q for side in ("bids", "asks") for _, q in snapshot.get(side, [])]
     if len(prices) < 2:
         raise DataError(f"{symbol}: snapshot too small to infer the price grid")
-    return Instrument.make(symbol, str(_grid_of(prices)), str(_grid_of(qtys)))
+    return Instrument.make(symbol, str(grid_of(prices)), str(grid_of(qtys)))
 
 
 def resolve(symbols: list[str], table: dict[str, Instrument] | None = None,

@@ -2,7 +2,14 @@
 
 Every (re)connect resyncs every book: diffs buffer in the feed while the REST snapshot is fetched (after a short
 delay, so the buffer already brackets it); a snapshot older than the buffer is fetched again with backoff. One
-fetch per symbol is in flight at a time; counts go to ``stats`` for metrics.
+fetch per symbol is in flight at a time; counts go to ``stats`` for metrics. A failed fetch is routine at first
+(a venue, or the sim before its tape has a snapshot, answers 503): logged at INFO, a WARNING only once it
+persists (failing for ``WARN_AFTER_S`` seconds); the last failure per symbol is kept in ``last_error``.
+
+Mark prices: ``<symbol>@markPrice@1s`` is subscribed too. Each markPriceUpdate sets, on the symbol's feed object
+(``ext.feed.SymbolFeed``, plain Python attributes off the book path): ``mark_price``, ``index_price`` and
+``funding_rate`` (``Decimal``), ``next_funding_ms`` and ``mark_time_ms`` (``int``, ms since the epoch); all None
+before the first update.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from time import perf_counter_ns
 
 import aiohttp
+import orjson
 
 from engine.errors import VenueError
 from engine.metrics import HISTOGRAMS
@@ -23,7 +32,8 @@ log = logging.getLogger(__name__)
 SAMPLE = 64
 MSG_TO_DECISION = HISTOGRAMS["msg_to_decision"]
 
-DEFAULT_STREAMS = ("depth@0ms", "bookTicker", "trade")
+DEFAULT_STREAMS = ("depth@0ms", "bookTicker", "trade", "markPrice@1s")
+WARN_AFTER_S = 10.0            # a snapshot failing for this long is logged as a WARNING (before: INFO)
 
 
 class MarketData:
@@ -43,7 +53,8 @@ class MarketData:
         self.stream = (stream_cls or MarketStream)(ws_base, streams, session, self.on_raw, self.on_connect)
         self._fetching: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
-        self.stats = {"snapshots": 0, "snapshot_errors": 0, "reconnects": 0}
+        self.stats = {"snapshots": 0, "snapshot_errors": 0, "reconnects": 0, "mark_prices": 0}
+        self.last_error: dict[str, str] = {}             # symbol -> the last snapshot failure ("" after a success)
         self._n = 0
 
     def on_raw(self, data: bytes) -> None:
@@ -60,14 +71,34 @@ class MarketData:
             if timed:
                 MSG_TO_DECISION.observe((perf_counter_ns() - t0) / 1e9)
         elif r == 0:
+            if b"markPriceUpdate" in data:
+                self.on_mark(data)
+                return
             sf = self.feed.last
             if sf is not None and sf.needs_snapshot and sf.symbol not in self._fetching:
                 self._spawn(self._snapshot(sf.symbol))
+
+    def on_mark(self, data: bytes) -> None:
+        """A markPriceUpdate (off the hot path): its values onto the symbol's feed object."""
+        try:
+            obj = orjson.loads(data)
+            d = obj.get("data", obj)
+            sf = self.feed[d["s"]]
+            mark, index, rate = Decimal(d["p"]), Decimal(d["i"]), Decimal(d["r"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, InvalidOperation):
+            log.debug("unreadable markPriceUpdate: %r", data[:120])
+            return
+        sf.mark_price, sf.index_price, sf.funding_rate = mark, index, rate
+        sf.next_funding_ms = d.get("T") if isinstance(d.get("T"), int) else None
+        sf.mark_time_ms = d.get("E") if isinstance(d.get("E"), int) else None
+        self.stats["mark_prices"] += 1
 
     async def on_connect(self) -> None:
         if self.stream.connects > 1:
             self.stats["reconnects"] += 1
         for sf in self.feed.symbols:
+            if sf.unavailable:                    # no more market data for it (e.g. the sim's tape has ended)
+                continue
             sf.request_resync()
             if sf.symbol not in self._fetching:
                 self._spawn(self._snapshot(sf.symbol))
@@ -81,20 +112,43 @@ class MarketData:
         self._fetching.add(symbol)
         sf = self.feed[symbol]
         delay = self.snapshot_delay_s
+        failures = 0
+        first_failure = 0.0
+        loop = asyncio.get_running_loop()
         try:
-            while sf.needs_snapshot:
+            while sf.needs_snapshot and not sf.unavailable:
                 await asyncio.sleep(delay)
                 try:
                     raw = await self.rest.depth_raw(symbol, self.snapshot_limit)
                 except VenueError as exc:
+                    failures += 1
+                    first_failure = first_failure or loop.time()
                     self.stats["snapshot_errors"] += 1
-                    log.warning("%s: depth snapshot failed: %s", symbol, exc)
+                    self.last_error[symbol] = str(exc)
+                    persists = loop.time() - first_failure >= WARN_AFTER_S
+                    log.log(logging.WARNING if persists else logging.INFO,
+                            "%s: depth snapshot failed (%d in a row; retrying): %s", symbol, failures, exc)
                 else:
                     self.feed.on_snapshot(symbol, raw)
                     self.stats["snapshots"] += 1
+                    self.last_error[symbol] = ""
+                    if failures and loop.time() - first_failure >= WARN_AFTER_S:
+                        log.warning("%s: depth snapshot loaded after %d failures", symbol, failures)
                 delay = min(max(delay * 2, 0.1), self.max_retry_s)
         finally:
             self._fetching.discard(symbol)
+
+    def not_ready(self) -> list[str]:
+        """Why the books are not all synced yet, one line per symbol that is not (empty when all are)."""
+        out = []
+        for sf in self.feed.symbols:
+            if sf.synced:
+                continue
+            why = sf.unavailable or self.last_error.get(sf.symbol) or \
+                ("no market stream connection" if not self.stream.connected.is_set() else
+                 f"waiting for a depth snapshot that fits ({sf.n_pending} diffs buffered)")
+            out.append(f"{sf.symbol} book {sf.state_name}: {why}")
+        return out
 
     async def run(self) -> None:
         await self.stream.run()

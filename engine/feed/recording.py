@@ -11,13 +11,14 @@ from __future__ import annotations
 import gzip
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from engine.errors import DataError
 
-SAMPLE_NAME = "usdm_btcusdt_sample.gz"
+SAMPLE_NAME = "usdm_btcusdt_sample.gz"                 # BTCUSDT alone, 2023-04-04 (tests, bench, fuzz, chaos)
+SAMPLE_PAIR = ("usdm_btcusdt_20240718_sample.gz", "usdm_ethusdt_20240718_sample.gz")   # the same minutes, 2024-07-18
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,20 @@ def _split(path: str, lineno: int, line: bytes) -> Line | None:
     raise DataError(f"{path}:{lineno}: not '<stamp> <json>': {line[:80]!r}")
 
 
+def file_lines(path: str | Path) -> list[Line]:
+    """Every message of one file; a bare REST snapshot line (``{"lastUpdateId": ...}``, no symbol) is given the
+    file's symbol when the file's messages name exactly one (several: left bare, the reader must tell)."""
+    lines = list(iter_lines([path]))
+    if not any(ln.raw.startswith(b'{"lastUpdateId"') and not ln.symbol for ln in lines):
+        return lines
+    syms = set(symbols_in([path], limit=len(lines)))
+    if len(syms) != 1:
+        return lines
+    sym = syms.pop()
+    return [replace(ln, symbol=sym) if not ln.symbol and ln.raw.startswith(b'{"lastUpdateId"') else ln
+            for ln in lines]
+
+
 def read_messages(paths: list[str | Path]) -> list[bytes]:
     """Every message's raw bytes, in order (for benchmarks: the whole recording in memory)."""
     return [ln.raw for ln in iter_lines(paths)]
@@ -88,6 +103,12 @@ def read_messages(paths: list[str | Path]) -> list[bytes]:
 def sample_path() -> Path:
     """The real recording bundled in the package (trimmed from Binance USD-M BTCUSDT, see engine/data/LICENSE)."""
     return Path(str(resources.files("engine.data").joinpath(SAMPLE_NAME)))
+
+
+def sample_paths() -> list[Path]:
+    """The bundled BTCUSDT and ETHUSDT recordings of the same three minutes (2024-07-18 23:57-00:00 UTC, each with
+    its own REST snapshot): what the default sim venue replays, both symbols at once."""
+    return [Path(str(resources.files("engine.data").joinpath(name))) for name in SAMPLE_PAIR]
 
 
 def symbols_in(paths: list[str | Path], limit: int = 2000) -> list[str]:

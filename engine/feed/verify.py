@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.errors import DataError
 from engine.feed import instruments as inst
-from engine.feed.recording import Line, iter_lines
+from engine.feed.recording import Line, file_lines
 from engine.feed.reference import parse_message
 from ext.feed import Feed
 
@@ -57,8 +57,9 @@ class VerifyResult:
 
 def merged_lines(paths: list[str | Path]) -> list[Line]:
     """All lines of the files, merged by local stamp; each file's own order is always kept, so the files of one
-    recording given in order read as one stream, and a REST file beside a WebSocket file interleaves."""
-    streams = [list(iter_lines([p])) for p in paths]
+    recording given in order read as one stream, and a REST file beside a WebSocket file interleaves. A bare
+    snapshot line is its file's symbol's (``file_lines``), so files of several symbols merge."""
+    streams = [file_lines(p) for p in paths]
     return list(heapq.merge(*streams, key=lambda ln: ln.local_ts))
 
 

@@ -4,6 +4,6 @@ The node starts the bot with ``await start_bot(commands, token, allowed_user_ids
 event loop and stops it with ``await handle.stop()``; see docs/telegram.md.
 """
 
-from engine.telegram.bot import BotHandle, start_bot, token_from_env
+from engine.telegram.bot import BotHandle, start_bot, start_from_config, token_from_env
 
-__all__ = ["BotHandle", "start_bot", "token_from_env"]
+__all__ = ["BotHandle", "start_bot", "start_from_config", "token_from_env"]

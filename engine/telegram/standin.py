@@ -6,16 +6,18 @@ method 404 ``Not Found``. Parameters are read from the query string, form and mu
 as python-telegram-bot sends them) and JSON bodies.
 
 Methods: getMe, getUpdates (offset confirmation, limit, long-polling ``timeout``, 409 ``Conflict`` for a
-superseded poll), deleteWebhook/setWebhook/getWebhookInfo, sendMessage, editMessageText, editMessageReplyMarkup,
+superseded poll), deleteWebhook/setWebhook/getWebhookInfo, sendMessage, sendPhoto (a multipart upload or a known
+``file_id``; the answer's ``photo`` is a PhotoSize list, as Telegram's), editMessageText, editMessageReplyMarkup,
 deleteMessage, answerCallbackQuery, sendChatAction, set/get/deleteMyCommands, logOut/close. Errors mirror
 Telegram's: ``chat not found``, ``message is not modified``, ``message to edit not found``, ``message is too
 long``, ``query is too old``, 403 when the bot would start a private conversation, and (on demand,
 ``flood_next``) 429 ``Too Many Requests`` with ``parameters.retry_after``.
 
 Tests inject what a person would do: ``send_text`` (a message from user X in chat Y, optionally replying to a
-message), ``press`` (an inline-keyboard button press), then read ``bot_messages`` and ``calls``. ``redeliver``
-queues an update again that the bot already confirmed, as ``getUpdates`` does when the bot's confirmation was
-lost (a crash before the next offset, a poll answer lost in transit). The same is available over HTTP under
+message), ``press`` (an inline-keyboard button press), then read ``bot_messages``, ``photos`` (with the uploaded
+bytes from ``photo_bytes``) and ``calls``. ``redeliver`` queues an update again that the bot already confirmed,
+as ``getUpdates`` does when the bot's confirmation was lost (a crash before the next offset, a poll answer lost
+in transit). The same is available over HTTP under
 ``/_standin/`` for demos::
 
     python -m engine.telegram.standin --port 8081
@@ -42,6 +44,10 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
+MAX_PHOTO = 10 * 1024 * 1024         # the Bot API's limit for a photo upload
+PHOTO_SIDES = (90, 320, 800, 1280)   # the sizes Telegram makes of a photo (its longest side), never upscaled
+FILES = "_files"                     # where ``_params`` puts uploaded files' bytes, by form field
 JSON_FIELDS = ("reply_markup", "reply_parameters", "allowed_updates", "commands", "scope", "entities",
                "link_preview_options")
 FLOOD_METHODS = ("sendmessage", "editmessagetext")
@@ -119,6 +125,7 @@ class StandIn:
         self.calls: list[tuple[str, dict]] = []
         self.callback_answers: dict[str, dict] = {}
         self.commands: list[dict] = []
+        self.files: dict[str, bytes] = {}             # file_id -> the bytes of an uploaded photo (its largest size)
         self._updates: list[dict] = []
         self._history: dict[int, dict] = {}          # every update ever queued, for ``redeliver``
         self._again: set[int] = set()                # redelivered ids not yet handed out: kept below the offset
@@ -135,7 +142,7 @@ class StandIn:
         self._methods: dict[str, Handler] = {
             "getme": self._get_me, "getupdates": self._get_updates, "deletewebhook": self._delete_webhook,
             "setwebhook": self._set_webhook, "getwebhookinfo": self._webhook_info,
-            "sendmessage": self._send_message, "editmessagetext": self._edit_text,
+            "sendmessage": self._send_message, "sendphoto": self._send_photo, "editmessagetext": self._edit_text,
             "editmessagereplymarkup": self._edit_markup, "deletemessage": self._delete_message,
             "answercallbackquery": self._answer_callback, "sendchataction": self._true,
             "setmycommands": self._set_commands, "getmycommands": self._get_commands,
@@ -154,7 +161,7 @@ class StandIn:
         return f"{self.url}/bot"
 
     async def start(self) -> StandIn:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_PHOTO + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_post("/_standin/message", self._http_message)
         app.router.add_post("/_standin/press", self._http_press)
@@ -210,7 +217,11 @@ class StandIn:
                 raise bad_request("can't parse JSON body") from None
         elif request.can_read_body:
             for key, value in (await request.post()).items():
-                params[key] = value if isinstance(value, str) else getattr(value, "filename", "")
+                if isinstance(value, str):
+                    params[key] = value
+                else:                               # an uploaded file: its name here, its bytes under FILES
+                    params[key] = getattr(value, "filename", "")
+                    params.setdefault(FILES, {})[key] = value.file.read()
         return params
 
     async def _true(self, params: dict) -> bool:
@@ -274,8 +285,49 @@ class StandIn:
         self.bot_message_keys.append((chat["id"], msg["message_id"]))
         return msg
 
+    async def _send_photo(self, params: dict) -> dict:
+        """``sendPhoto``: an upload (multipart, as python-telegram-bot sends bytes or a file) or the ``file_id`` of
+        a photo sent before; answers a Message whose ``photo`` is its PhotoSize list, smallest first."""
+        chat = self._chat_for_bot(_int(params, "chat_id"))
+        data, file_id = self._photo_bytes(params)
+        caption = str(params.get("caption") or "")
+        if len(caption) > MAX_CAPTION:
+            raise bad_request("message caption is too long")
+        reply_to = self._reply_target(chat["id"], params)
+        msg = self._new_message(chat, self._bot_sender(), None, reply_to, params.get("reply_markup"))
+        msg["photo"] = _photo_sizes(data, file_id)
+        if caption:
+            msg["caption"] = caption
+        for size in msg["photo"]:                     # any of its sizes' ids can send it again
+            self.files[size["file_id"]] = data
+        self.bot_message_keys.append((chat["id"], msg["message_id"]))
+        return msg
+
+    def _photo_bytes(self, params: dict) -> tuple[bytes, str]:
+        """The photo's bytes and its file id: an upload (the ``photo`` field, or the field an ``attach://``
+        names), else a known file id."""
+        photo = str(params.get("photo") or "")
+        files = params.get(FILES) or {}
+        field_name = photo.removeprefix("attach://") if photo.startswith("attach://") else "photo"
+        if field_name in files:
+            data = files[field_name]
+            if not data:
+                raise bad_request("file must be non-empty")
+            if len(data) > MAX_PHOTO:
+                raise ApiError(413, "Request Entity Too Large")
+            if _png_size(data) is None and not data.startswith(b"\xff\xd8"):
+                raise bad_request("IMAGE_PROCESS_FAILED")
+            return data, f"AgAC{secrets.token_urlsafe(24)}"
+        if photo in self.files:
+            return self.files[photo], photo
+        if not photo:
+            raise bad_request("there is no photo in the request")
+        raise bad_request("wrong file identifier/HTTP URL specified")
+
     async def _edit_text(self, params: dict) -> dict:
         msg = self._bot_message(params, "message to edit not found")
+        if "text" not in msg:
+            raise bad_request("there is no text in the message to edit")
         text = self._text(params)
         markup = params.get("reply_markup")
         if text == msg.get("text") and _buttons(markup) == _buttons(msg.get("reply_markup")):
@@ -372,12 +424,15 @@ class StandIn:
         else:
             msg.pop("reply_markup", None)
 
-    def _new_message(self, chat: dict, sender: dict, text: str, reply_to: dict | None = None,
+    def _new_message(self, chat: dict, sender: dict, text: str | None, reply_to: dict | None = None,
                      markup: dict | None = None) -> dict:
+        """A message (``text`` None: a message without text, a photo)."""
         counter = self._msg_ids.setdefault(chat["id"], itertools.count(1))
         msg: dict[str, Any] = {"message_id": next(counter), "from": dict(sender), "chat": dict(chat),
-                               "date": int(time.time()), "text": text}
-        if not sender["is_bot"] and text.startswith("/"):
+                               "date": int(time.time())}
+        if text is not None:
+            msg["text"] = text
+        if text is not None and not sender["is_bot"] and text.startswith("/"):
             command = text.split()[0]
             msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         if reply_to is not None:
@@ -477,6 +532,16 @@ class StandIn:
         return [self.messages[k] for k in self.bot_message_keys
                 if (chat_id is None or k[0] == chat_id) and not self.messages[k].get("deleted")]
 
+    def photos(self, chat_id: int | None = None) -> list[dict]:
+        """Every photo message the bot sent (in ``chat_id``, or anywhere), oldest first."""
+        return [m for m in self.bot_messages(chat_id) if "photo" in m]
+
+    def photo_bytes(self, message_or_file_id: dict | str) -> bytes:
+        """The bytes uploaded for a photo: by its message (its largest size) or by a ``file_id``."""
+        if isinstance(message_or_file_id, dict):
+            message_or_file_id = message_or_file_id["photo"][-1]["file_id"]
+        return self.files[message_or_file_id]
+
     def count(self, *methods: str) -> int:
         """How many calls of these methods the bot made."""
         wanted = {m.lower() for m in methods}
@@ -515,6 +580,31 @@ class StandIn:
     async def _http_sent(self, request: web.Request) -> web.Response:
         chat = request.query.get("chat_id")
         return web.json_response({"ok": True, "result": self.bot_messages(int(chat) if chat else None)})
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's (width, height) from its IHDR chunk, or None when ``data`` is not a PNG."""
+    if len(data) < 24 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _photo_sizes(data: bytes, file_id: str) -> list[dict]:
+    """The PhotoSize list Telegram answers for a photo: scaled copies whose longest side is 90, 320, 800 and
+    1280 px where the photo is larger, then the largest (the original, up to 1280 px), smallest first. The
+    largest carries ``file_id``; the copies get their own ids (the stand-in keeps only the original's bytes)."""
+    width, height = _png_size(data) or (1280, 720)
+    longest = max(width, height)
+    sides = [s for s in PHOTO_SIDES if s < longest] + [min(longest, PHOTO_SIDES[-1])]
+    sizes = []
+    for i, side in enumerate(sides):
+        scale = side / longest
+        last = i == len(sides) - 1
+        sizes.append({"file_id": file_id if last else f"{file_id}_{side}",
+                      "file_unique_id": f"AQAD{secrets.token_urlsafe(9)}",
+                      "width": max(1, round(width * scale)), "height": max(1, round(height * scale)),
+                      "file_size": len(data) if last else max(1, round(len(data) * scale * scale))})
+    return sizes
 
 
 async def _serve(port: int, token: str | None) -> None:

@@ -379,7 +379,8 @@ async def _hostile_previews(node: Any) -> None:
         status, lines = await _post(sock, "/preview", {"text": text})
         assert status in (400, 413) and set(lines[0]) == {"error"}, (text[:40], status, lines)
         status, lines = await _post(sock, "/intent", {"text": text})
-        assert status in (200, 413) and set(lines[-1]) == {"error"}, (text[:40], status, lines)
+        assert status in (200, 413) and "error" in lines[-1], (text[:40], status, lines)
+        assert set(lines[-1]) <= {"error", "refusal", "reason"}, lines      # what refused it: grammar, risk ...
     stop.set()
     await monitor
     assert worst[0] < 1.0, f"a hostile request held the loop {worst[0] * 1e3:.0f} ms"   # was 6.6 s at 40k chars

@@ -21,7 +21,6 @@ from engine.loop import run
 from engine.node import Node
 from engine.oms.journal import Journal
 from engine.telegram import start_bot
-from engine.telegram.bot import WHY_PROMPT
 from engine.telegram.standin import StandIn
 from engine.venues.sim import SimExchange
 from engine.venues.sim.server import SimVenue, SimVenueConfig
@@ -77,7 +76,7 @@ class ForgetsUpdates:
 
 
 def texts(standin: StandIn) -> list[str]:
-    return [m["text"] for m in standin.bot_messages(TRADER)]
+    return [m.get("text", "") for m in standin.bot_messages(TRADER)]
 
 
 async def lines(client: ControlClient, text: str, key: str | None = None) -> list[dict]:
@@ -90,7 +89,7 @@ def test_a_telegram_update_delivered_twice_trades_once(tmp_path: Path) -> None:
             standin.send_text(TRADER, INTENT)
             update_id = standin.last_update_id
             standin.redeliver(update_id)                  # before it was handled: the intent's key holds
-            await wait_for(lambda: any(WHY_PROMPT in t for t in texts(standin)))
+            await wait_for(lambda: any(t.startswith("🏁 i") for t in texts(standin)))
             await wait_for(lambda: any("already received as" in t for t in texts(standin)))
             standin.redeliver(update_id)                  # after it was handled: stopped at the gate
             await wait_for(lambda: standin.pending_updates == 0)
@@ -122,7 +121,7 @@ async def first_run(home: Path, venue: SimVenue, standin: StandIn) -> tuple[int,
     async with engine(home, venue) as (node, client), telegram(standin, ForgetsUpdates(node)):
         standin.send_text(TRADER, INTENT)
         update_id = standin.last_update_id
-        await wait_for(lambda: any(WHY_PROMPT in t for t in texts(standin)))
+        await wait_for(lambda: any(t.startswith("🏁 i") for t in texts(standin)))
         await wait_for(lambda: not node.runner.armed())
         first = await lines(client, INTENT, key="order-7")
         assert first[0]["kind"] == "submitted" and not first[0]["duplicate"] and first[-1]["kind"] == "done"

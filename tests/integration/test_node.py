@@ -58,7 +58,7 @@ def test_intents_through_the_control_socket_and_everything_agrees(tmp_path):
             lines = await intent(client, "flat btc 10s")
             assert lines[-1]["data"]["filled"] == "0.300" and lines[-1]["data"]["side"] == "SELL"
             status = await client.call("GET", "/status")
-            assert "pos 0.000" in status
+            assert "BTCUSDT: flat;" in status
             await client.call("POST", "/rationale", {"intent_id": iid, "text": "tape was one-sided"})
             venue_pos = await node.rest.position_risk("BTCUSDT")
             venue_fills = await node.rest.user_trades("BTCUSDT")

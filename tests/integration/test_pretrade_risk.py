@@ -97,7 +97,7 @@ def test_limits_per_symbol_from_the_config(tmp_path):
             qty = await refused(node, "long btc 0.06 10s")
             assert qty.reason == "order_qty" and (qty.limit, qty.value, qty.unit) == (0.05, 0.06, "BTC")
             assert "order quantity 0.06 BTC > 0.05 BTC per order" in str(qty)
-            small = await refused(node, "long btc 0.002 10s")                      # ~56 USDT
+            small = await refused(node, "long btc 0.001 10s")                      # ~64 USDT
             assert small.reason == "min_notional" and small.limit == 100 and small.unit == "USDT"
             lines = [ln async for ln in client.intent("long btc 0.05 10s")]
             assert lines[-1]["data"]["filled"] == "0.050"
@@ -176,6 +176,6 @@ def test_preview_says_what_the_limits_would_refuse(tmp_path):
             text = await node.preview("long btc 1000 30s")
             assert "would be refused" in text and "USDT > 250,000 USDT per order" in text, text
             ok = await node.preview("long btc 0.01 30s")
-            assert "would be refused" not in ok and "size 0.010 BTCUSDT" in ok, ok
+            assert "would be accepted" in ok and "0.010 BTC" in ok and "immediate fill now" in ok, ok
             assert not node.runner.intents and not node.oms.orders           # a preview sends nothing
     run(main())

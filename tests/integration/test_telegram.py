@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -21,8 +22,9 @@ from engine.errors import RiskRefused
 from engine.intents import IntentKind, parse
 from engine.keys import Secret
 from engine.telegram import start_bot
-from engine.telegram.bot import GENERIC_FAILURE, REFUSAL, WHY_PROMPT, fmt_report, fmt_submitted
+from engine.telegram.bot import GENERIC_FAILURE, REFUSAL, fmt_report, fmt_submitted
 from engine.telegram.standin import StandIn, new_token
+from engine.views import Immediate, Quote
 
 TRADER, TRADER2, STRANGER = 1001, 1002, 6666
 GROUP = -100555
@@ -78,6 +80,30 @@ class MemCommands:
         if not self.forget_on_remember:
             self.handled.add(key)
 
+    async def quote(self, text: str) -> Quote | None:
+        """The preview as data, at a fixed mid (70,000 USDT): enough for the bot's confirmation threshold."""
+        intent = parse(text)
+        if intent.kind not in (IntentKind.ENTER, IntentKind.EXIT):
+            return None
+        mid = Decimal(70000)
+        size = intent.qty if intent.qty is not None else (intent.notional or Decimal(0)) / mid
+        side = "SELL" if intent.kind is IntentKind.EXIT or intent.side.name == "SELL" else "BUY"
+        return Quote(intent.describe(), intent.kind, intent.symbol, side, size, size * mid, intent.window_s,
+                     intent.algo, intent.max_slippage_bps, mid, 0.5, Immediate(mid, mid, 1, 5.5, False),
+                     "halted" if self.halted else "")
+
+    async def orders(self) -> str:
+        return "no open orders"
+
+    async def pnl(self) -> str:
+        return "BTCUSDT: +0.5 BTC, unrealised +1.20 USDT"
+
+    async def limits(self) -> str:
+        return "BTCUSDT: order ≤ 250,000.00 USDT"
+
+    async def health(self) -> str:
+        return "venue: market stream up"
+
     async def preview(self, text: str) -> str:
         if self.fail_preview is not None:
             raise self.fail_preview
@@ -129,11 +155,11 @@ async def wait_for(pred: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 def texts(tg: StandIn, chat_id: int) -> list[str]:
-    return [m["text"] for m in tg.bot_messages(chat_id)]
+    return [m.get("text", "") for m in tg.bot_messages(chat_id)]
 
 
 def find(tg: StandIn, chat_id: int, needle: str) -> dict | None:
-    return next((m for m in reversed(tg.bot_messages(chat_id)) if needle in m["text"]), None)
+    return next((m for m in reversed(tg.bot_messages(chat_id)) if needle in m.get("text", "")), None)
 
 
 @contextlib.asynccontextmanager
@@ -145,7 +171,9 @@ async def running(users: set[int] | None = None, **kw) -> AsyncIterator[tuple[St
 @contextlib.asynccontextmanager
 async def bot(tg: StandIn, cmds: MemCommands, users: set[int] | None = None, **kw) -> AsyncIterator[MemCommands]:
     """A bot on ``tg`` serving ``cmds`` until the block ends (a second one on the same stand-in and commands is
-    the engine restarted on the same journal)."""
+    the engine restarted on the same journal). Large-intent confirmation is off unless ``kw`` turns it on
+    (``tests/integration/test_cockpit_telegram.py`` covers it on the real node)."""
+    kw.setdefault("confirm_above_usdt", 0)
     handle = await start_bot(cmds, Secret(tg.token), users or {TRADER}, base_url=tg.base_url, poll_timeout=2.0,
                              **kw)
     try:
@@ -171,12 +199,18 @@ def test_allowed_user_intent_is_submitted_and_echoed() -> None:
             await wait_for(lambda: find(tg, GROUP, "i-1 accepted"))
             status = find(tg, GROUP, "i-1 accepted")
             assert cmds.submitted == [("long btc 0.5 30s max 8bps", "telegram", str(TRADER))]
-            assert "LONG 0.5 BTCUSDT within 30s, max 8 bps" in status["text"]
-            assert "arrival: mid 70003.65" in status["text"]
+            assert "LONG 0.5 BTC of BTCUSDT within 30s, max 8 bps" in status["text"]
+            assert "arrival mid 70003.65" in status["text"]
             assert status["reply_to_message"]["message_id"] == sent["message_id"]
+            await wait_for(lambda: find(tg, GROUP, "why now?"))
+            why = find(tg, GROUP, "why now?")               # sent without a reason: asked once, after the echo
+            assert why["text"].startswith("🤔 i-1: why now?") and why["reply_to_message"]["message_id"] == status[
+                "message_id"]
             await asyncio.sleep(0.2)
-            assert len(tg.bot_messages(GROUP)) == 1, "the accepted Progress and the echo share one message"
-            assert [c["command"] for c in tg.commands][:3] == ["preview", "status", "pos"]
+            assert len(tg.bot_messages(GROUP)) == 2, "the accepted Progress and the echo share one message"
+            menu = [c["command"] for c in tg.commands]
+            assert {"long", "short", "flat", "status", "pos", "orders", "pnl", "limits", "preview", "report", "kill",
+                    "resume", "why", "help"} <= set(menu)
 
     loop.run(go())
 
@@ -213,15 +247,16 @@ def test_progress_report_and_rationale_capture() -> None:
         async with running() as (tg, cmds):
             intent_id, status = await submit(tg, cmds, "long btc 0.5 30s max 8bps")
             cmds.progress(intent_id, "fired", "sniper fired: buy 0.5 @ 70010.0 IOC")
-            await wait_for(lambda: "🎯 fired" in find(tg, GROUP, intent_id)["text"])
+            await wait_for(lambda: "🎯 fired" in tg.messages[(GROUP, status["message_id"])]["text"])
             cmds.progress(intent_id, "fill", "0.5 @ 70012.30 (taker)")
             cmds.progress(intent_id, "done", "filled 0.5", REPORT)
-            await wait_for(lambda: find(tg, GROUP, WHY_PROMPT))
-            report = find(tg, GROUP, WHY_PROMPT)
-            for part in ("🏁 i-1 BUY BTCUSDT done (sniper)", "filled 0.5 / 0.5 @ 70012.30 avg",
-                         "shortfall 1.236 bps vs arrival mid 70003.65", "fees 14.00246000",
-                         "window best 70001.0 · worst 70020.5", "markouts: pending"):
+            await wait_for(lambda: find(tg, GROUP, f"🏁 {intent_id} "))
+            report = find(tg, GROUP, f"🏁 {intent_id} ")
+            for part in ("🏁 i-1 DONE BUY BTCUSDT with sniper", "filled 0.5 BTC of 0.5 BTC at 70012.30 avg",
+                         "shortfall +1.24 bps vs the arrival mid 70003.65 (fees in", "fees 14.00 USDT",
+                         "window best 70001.0, worst 70020.5", "+30s pending"):
                 assert part in report["text"], part
+            assert "14.00246" not in report["text"] and "None" not in report["text"]
             assert report["reply_to_message"]["message_id"] == status["message_id"]
             assert "🏁 done" in tg.messages[(GROUP, status["message_id"])]["text"]
 
@@ -233,7 +268,7 @@ def test_progress_report_and_rationale_capture() -> None:
 
             marked = dict(REPORT, markouts_bps={"+1s": 0.8, "+5s": -1.2, "+30s": 2.5})
             cmds.progress(intent_id, "markouts", "markouts in", marked)
-            await wait_for(lambda: "+30s 2.5" in tg.messages[(GROUP, report["message_id"])]["text"])
+            await wait_for(lambda: "+30s +2.50 bps" in tg.messages[(GROUP, report["message_id"])]["text"])
             assert "why: reclaiming VWAP" in tg.messages[(GROUP, report["message_id"])]["text"]
 
             tg.send_text(TRADER, f"/why {intent_id} also funding flipped", GROUP)
@@ -242,7 +277,13 @@ def test_progress_report_and_rationale_capture() -> None:
 
             cmds.reports[intent_id] = marked
             tg.send_text(TRADER, f"/report {intent_id}", GROUP)
-            await wait_for(lambda: len([t for t in texts(tg, GROUP) if "+30s 2.5" in t]) == 2)
+            await wait_for(lambda: len([t for t in texts(tg, GROUP) if "+30s +2.50 bps" in t]) == 2)
+
+            why = find(tg, GROUP, "why now?")                # the question asked at submission takes a reply too
+            tg.send_text(TRADER, "skip", GROUP, reply_to=why)
+            await wait_for(lambda: len(cmds.rationales) == 3)
+            assert cmds.rationales[2] == (intent_id, "skip", str(TRADER))
+            await wait_for(lambda: find(tg, GROUP, f"skipped for {intent_id}"))
 
     loop.run(go())
 
@@ -288,7 +329,7 @@ def test_errors_are_short_and_never_tracebacks(caplog: pytest.LogCaptureFixture)
             await wait_for(lambda: find(tg, GROUP, "how much BTCUSDT?"))
             assert find(tg, GROUP, "how much")["text"].startswith("⚠️ how much BTCUSDT? give a base size")
             tg.send_text(TRADER, "/preview long btc 0.5 30s", GROUP)
-            await wait_for(lambda: find(tg, GROUP, "would: LONG 0.5 BTCUSDT"))
+            await wait_for(lambda: find(tg, GROUP, "would: LONG 0.5 BTC of BTCUSDT"))
             cmds.fail_preview = RuntimeError("internal detail")
             tg.send_text(TRADER, "/preview long btc 0.5 30s", GROUP)
             await wait_for(lambda: find(tg, GROUP, GENERIC_FAILURE))
@@ -337,16 +378,17 @@ def test_a_redelivered_update_is_handled_once() -> None:
             tg.redeliver(first)                                  # after it was handled: stopped at the gate
             await wait_for(lambda: tg.pending_updates == 0)
             tg.send_text(TRADER, "/status", GROUP)               # the next update is served as usual
-            await wait_for(lambda: find(tg, GROUP, "status all"))
+            await wait_for(lambda: find(tg, GROUP, "status all") and find(tg, GROUP, "why now?"))
             assert cmds.submitted == [("long btc 0.5 30s", "telegram", str(TRADER))]
-            assert len(tg.bot_messages(GROUP)) == 2
+            assert len(tg.bot_messages(GROUP)) == 3, "the echo, the why-now question and the status"
 
             tg.send_text(TRADER, "short eth 5k 1m", GROUP)      # twice before it was handled: the key holds
             tg.redeliver(tg.last_update_id)
             await wait_for(lambda: find(tg, GROUP, "already received as i-2"))
             await asyncio.sleep(0.2)
             assert [t for t, _, _ in cmds.submitted] == ["long btc 0.5 30s", "short eth 5k 1m"]
-            assert len([t for t in texts(tg, GROUP) if "i-2" in t]) == 2    # the status and one short note
+            assert len([t for t in texts(tg, GROUP) if "i-2" in t and "why now?" not in t]) == 2, \
+                "the status and one short note"
 
     loop.run(go())
 
@@ -403,8 +445,8 @@ def test_kill_presses_and_rationale_replies_count_once() -> None:
             async with bot(tg, cmds):
                 intent_id, _ = await submit(tg, cmds, "long btc 0.5 30s")
                 cmds.progress(intent_id, "done", "filled 0.5", REPORT)
-                await wait_for(lambda: find(tg, GROUP, WHY_PROMPT))
-                report = find(tg, GROUP, WHY_PROMPT)
+                await wait_for(lambda: find(tg, GROUP, f"🏁 {intent_id} "))
+                report = find(tg, GROUP, f"🏁 {intent_id} ")
                 tg.send_text(TRADER, "/kill too fast", GROUP)
                 await wait_for(lambda: find(tg, GROUP, "Kill switch"))
                 ask = find(tg, GROUP, "Kill switch")
@@ -534,8 +576,8 @@ async def _start_error(cmds: MemCommands, token: str, base_url: str) -> BaseExce
 
 def test_formatting_is_pure() -> None:
     text = fmt_report(dict(REPORT, complete=False, filled="0.3", shortfall_bps=None), "i-9")
-    assert text.splitlines()[0] == "🏁 i-9 BUY BTCUSDT PARTIAL (sniper)"
-    assert "filled 0.3 / 0.5" in text and "shortfall — vs arrival mid" in text
+    assert text.splitlines()[0] == "🏁 i-9 PARTIAL BUY BTCUSDT with sniper"
+    assert "filled 0.3 BTC of 0.5 BTC" in text and "shortfall n/a vs the arrival mid" in text
     assert fmt_submitted(Submitted("i-2", "EXIT all BTCUSDT", {})) == "✅ i-2 accepted: EXIT all BTCUSDT"
 
 
@@ -586,16 +628,18 @@ def test_the_real_node_traded_from_telegram(tmp_path):
         await node.start()
         try:
             async with StandIn(new_token()) as standin:
-                handle = await start_bot(node, Secret(standin.token), {TRADER}, standin.base_url, poll_timeout=0.5)
+                handle = await start_bot(node, Secret(standin.token), {TRADER}, standin.base_url, poll_timeout=0.5,
+                                         confirm_above_usdt=0)
                 try:
                     standin.send_text(TRADER, "long btc 0.2 10s max 8bps")
                     report = None
                     for _ in range(300):
-                        report = next((m for m in standin.bot_messages(TRADER) if WHY_PROMPT in m["text"]), None)
+                        report = next((m for m in standin.bot_messages(TRADER)
+                                       if m.get("text", "").startswith("🏁 i")), None)
                         if report is not None:
                             break
                         await asyncio.sleep(0.05)
-                    assert report is not None, [m["text"] for m in standin.bot_messages(TRADER)]
+                    assert report is not None, [m.get("text") for m in standin.bot_messages(TRADER)]
                     assert "0.200" in report["text"]
                     standin.send_text(TRADER, "spoof pulled on the offer", reply_to=report)
                     iid = next(iter(node.intents))

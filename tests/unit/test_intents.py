@@ -84,8 +84,9 @@ def test_errors_are_clear(text, needle):
 
 def test_describe_echoes_what_was_understood():
     assert parse("long btc 0.5 30s max 8bps").describe() == \
-        "LONG 0.5 BTCUSDT within 30s, max 8 bps, auto, complete at deadline"
-    assert parse("flat eth").describe() == "EXIT all ETHUSDT within 10s, max 10 bps"
+        "LONG 0.5 BTC of BTCUSDT within 30s, max 8 bps, auto, complete at deadline"
+    assert parse("flat eth").describe() == "EXIT all of ETHUSDT within 10s, max 10 bps"
+    assert parse("close btc 0.2").describe() == "EXIT 0.2 BTC of BTCUSDT within 10s, max 10 bps"
 
 
 @given(st.text(max_size=60))
@@ -155,8 +156,9 @@ def test_text_must_be_a_string():
         parse(b"long btc 1")  # type: ignore[arg-type]
 
 
-# The rationale regex before it was made linear: the reference for what a rationale is.
-_OLD_RATIONALE = re.compile(r"""\s(?:--|\#|because\b|why:)\s*(.*)$|\s["“](.*)["”]\s*$""", re.IGNORECASE | re.DOTALL)
+# A rationale as a backtracking regex: the reference for what a rationale is (a '#' before a letter is a tag).
+_OLD_RATIONALE = re.compile(r"""\s(?:--|(?-i:\#(?![A-Za-z]))|because\b|why:|why\b)\s*(.*)$|\s["“](.*)["”]\s*$""",
+                            re.IGNORECASE | re.DOTALL)
 
 
 def _old_split(text: str) -> tuple[str, str]:
@@ -167,7 +169,8 @@ def _old_split(text: str) -> tuple[str, str]:
 
 
 _PIECES = st.sampled_from([" ", "  ", "\t", "\n", "\xa0", "\u2028", "\x1c", "-", "--", "#", "because", "BeCaUsE",
-                           "becausex", "why:", "WHY:", "why", '"', "“", "”", "x", "long btc 0.5", ",", ":", "1"])
+                           "becausex", "why:", "WHY:", "why", "whyx", "#a", "#K", '"', "“", "”", "x", "long btc 0.5",
+                           ",", ":", "1"])
 
 
 @given(st.lists(_PIECES, max_size=24).map("".join))
@@ -193,3 +196,59 @@ def test_hostile_text_only_ever_raises_the_grammars_error(text):
         return
     for value in (it.qty, it.notional, it.limit_price, it.price):
         assert value is None or Decimal("0.00000001") <= value <= Decimal(1_000_000_000)
+
+
+# ---- reasons, tags, exits and errors that point at the right word ---------------------------------------------
+
+@pytest.mark.parametrize("text, rationale, tags", [
+    ("long btc 0.5 30s why absorption at 70k", "absorption at 70k", ()),
+    ("long btc 0.5 30s WHY: absorption at 70k", "absorption at 70k", ()),
+    ("long btc 0.5 30s #absorption", "", ("absorption",)),
+    ("long btc 0.5 30s #Absorption #spoof -- bid pulled at 70k #vacuum", "bid pulled at 70k",
+     ("absorption", "spoof", "vacuum")),
+    ("long btc 0.5 30s why absorption #absorption at 70k", "absorption at 70k", ("absorption",)),
+    ("long btc 0.5 30s # spoof pulled at 64k", "spoof pulled at 64k", ()),        # '# ' still starts a reason
+    ("long btc 0.5 30s #spoof #spoof", "", ("spoof",)),
+    ("long btc 0.5 30s -- retest of #2", "retest of #2", ()),                     # a tag starts with a letter
+])
+def test_reasons_and_tags(text, rationale, tags):
+    it = parse(text)
+    assert (it.qty, it.window_s, it.rationale, it.tags) == (Decimal("0.5"), 30, rationale, tags)
+
+
+def test_tags_are_bounded():
+    with pytest.raises(IntentError, match="too many tags: 9, at most 8"):
+        parse("long btc 0.5 " + " ".join(f"#t{i}" for i in range(9)))
+    with pytest.raises(IntentError, match="is too long: at most 32"):
+        parse("long btc 0.5 #" + "a" * 33)
+
+
+def test_exit_is_an_exit_intent():
+    assert parse("exit btc") == Intent(IntentKind.EXIT, "BTCUSDT", window_s=10.0)
+    assert parse("exit eth 0.2 why done").rationale == "done"
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("long btc 0.5 30s twap", ["unknown word 'twap'", "auto, sniper, ladder", "e.g. 'long btc"]),
+    ("long btc 0.5 30s sniper ladder", ["conflicting words 'sniper' and 'ladder'", "the algorithm", "e.g."]),
+    ("long btc 0.5 30s 20s", ["conflicting words '30s' and '20s'", "the window"]),
+    ("long btc 0.5 max 8bps max 10bps", ["'max 8bps' and 'max 10bps'", "the slippage cap"]),
+    ("long btc 0.5 complete cancel", ["'complete' and 'cancel'", "the deadline rule"]),
+    ("long btc 0.5 limit 100 @90", ["'limit 100' and '@90'", "the limit price"]),
+    ("long btc 0.5 30s big bid", ["unknown word 'big'", "after 'why' or '--'"]),
+    ("flat btc soon", ["unknown word 'soon'"]),
+    ("long btc 0.5 0.6", ["can't tell the size from '0.5 0.6'", "0.5 BTC or 5k USDT"]),
+    ("status btc eth", ["status takes one symbol"]),
+    ("exit", ["flat which symbol", "exit btc"]),
+])
+def test_errors_point_at_the_word(text, needles):
+    with pytest.raises(IntentError) as exc:
+        parse(text)
+    for needle in needles:
+        assert needle in str(exc.value), (needle, str(exc.value))
+    assert len(str(exc.value)) < 400
+
+
+def test_the_same_option_twice_with_the_same_value_is_fine():
+    it = parse("sell btc 0.25 30s within 30s fill or cancel")
+    assert (it.window_s, it.on_deadline) == (30, "cancel")

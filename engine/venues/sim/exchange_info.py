@@ -1,4 +1,5 @@
-"""Binance-shaped answers built from the sim's state: exchangeInfo, positionRisk rows, balance rows."""
+"""Binance-shaped answers built from the sim's state: exchangeInfo, positionRisk rows, balance rows; and the
+instruments the sim lists for its tape's symbols (``tape_instruments``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,53 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from engine.model import Instrument
+from engine.errors import ConfigError, DataError
+from engine.feed.instruments import grid_of
+from engine.model import KNOWN_INSTRUMENTS, Instrument
 from engine.venues.sim.auth import Limits
 from engine.venues.sim.params import price_precision
+
+DEFAULT_MIN_NOTIONAL = "5"      # Binance USD-M's minimum order notional for most symbols (BTC and ETH: 100, 20)
+_PRICE_KEYS = {"depthUpdate": (), "trade": ("p",), "aggTrade": ("p",), "bookTicker": ("b", "a")}
+_QTY_KEYS = {"depthUpdate": (), "trade": ("q",), "aggTrade": ("q",), "bookTicker": ("B", "A")}
+
+
+def tape_instruments(tape: Any, given: dict[str, Instrument] | None = None) -> dict[str, Instrument]:
+    """An Instrument for every symbol of ``tape``: ``given``, else the table of real Binance values
+    (``engine.model.KNOWN_INSTRUMENTS``), else inferred from every price and quantity the tape holds for it
+    (``infer_instrument``)."""
+    known = dict(KNOWN_INSTRUMENTS)
+    known.update(given or {})
+    if not tape.symbols:
+        raise ConfigError("the tape names no symbol")
+    return {s: known[s] if s in known else infer_instrument(tape, s) for s in tape.symbols}
+
+
+def infer_instrument(tape: Any, symbol: str) -> Instrument:
+    """Tick and step size of a symbol no table knows: the coarsest decimal grid every recorded price (and
+    quantity) of it lies on, over its snapshots, diffs, trades and tickers. Exact for replaying the tape (every
+    recorded price is on the grid); on a short tape it may be coarser than the venue's real grid for orders of
+    ours between recorded prices. Minimum notional: Binance's usual 5 USDT; minimum quantity: one step."""
+    prices: list[str] = []
+    qtys: list[str] = []
+    for ev in tape.events:
+        if ev.symbol != symbol:
+            continue
+        d = ev.obj
+        if ev.kind in ("snapshot", "depthUpdate"):
+            for key in ("bids", "asks", "b", "a"):
+                for level in d.get(key, ()) if isinstance(d.get(key), list) else ():
+                    prices.append(level[0])
+                    qtys.append(level[1])
+        else:
+            prices.extend(d[k] for k in _PRICE_KEYS.get(ev.kind, ()) if isinstance(d.get(k), str))
+            qtys.extend(d[k] for k in _QTY_KEYS.get(ev.kind, ()) if isinstance(d.get(k), str))
+    try:
+        tick, step = grid_of(prices), grid_of(qtys)
+    except DataError as exc:
+        raise ConfigError(f"{symbol}: cannot infer its tick/step size from the tape ({exc}): pass instruments=") \
+            from None
+    return Instrument.make(symbol, str(tick), str(step), DEFAULT_MIN_NOTIONAL, str(step))
 
 
 def _fmt(d: Decimal | int | float, places: int = 8) -> str:

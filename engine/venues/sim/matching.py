@@ -44,9 +44,10 @@ from pathlib import Path
 import orjson
 
 from engine.errors import ConfigError
-from engine.model import KNOWN_INSTRUMENTS, Instrument, OrderStatus, OrderType, TimeInForce
+from engine.model import Instrument, OrderStatus, OrderType, TimeInForce
 from engine.venues.binance import codes
 from engine.venues.sim.account import ZERO, Account, Position
+from engine.venues.sim.exchange_info import tape_instruments
 from engine.venues.sim.models import (
     MS,
     ORDER_WOULD_IMMEDIATELY_TRIGGER,
@@ -73,12 +74,15 @@ from engine.venues.sim.tape import (
     SymbolStreams,
     Tape,
     TapeEvent,
+    lap_of,
     load_tape,
+    shifted,
 )
 from ext.feed import Feed
 
 BID, ASK = 0, 1
 K_DEPTH_APPLIED = 1
+FUNDING_MS = 8 * 3600 * 1000          # Binance USD-M funds every 8 h (00, 08, 16 UTC)
 STOP_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -132,6 +136,8 @@ class _Sym:
         self.last_agg_id = streams.first_agg_id - 1 if streams.first_agg_id is not None else 0
         self.last_price: int | None = None
         self.mark: Decimal | None = None
+        self.mark_stream = streams.mark_price or f"{inst.symbol.lower()}@markPrice@1s"
+        self.synth_mark_ns = 0 if streams.mark_price else 1   # next synthetic markPriceUpdate (0: recorded ones)
         self._px: dict[str, int] = {}
         self._qty: dict[str, int] = {}
 
@@ -236,7 +242,8 @@ class _Sym:
 class SimExchange:
     """A simulated Binance USD-M venue replaying a recording (see the module docstring for the models).
 
-    ``instruments`` default to ``engine.model.KNOWN_INSTRUMENTS`` for the tape's symbols. Nothing happens on its own:
+    ``instruments`` default to ``engine.model.KNOWN_INSTRUMENTS`` for the tape's symbols, and for a symbol no table
+    knows are inferred from the tape (``exchange_info.tape_instruments``). Nothing happens on its own:
     ``advance(until_ns)`` applies recorded events and returns the market messages the venue publishes; order
     methods act at ``now_ns``. User data events accumulate until ``drain_user_events()``.
     """
@@ -245,20 +252,15 @@ class SimExchange:
                  cfg: SimConfig | None = None) -> None:
         self.cfg = cfg or SimConfig()
         self.tape = paths if isinstance(paths, Tape) else load_tape(paths)
-        known = dict(KNOWN_INSTRUMENTS)
-        known.update(instruments or {})
-        missing = [s for s in self.tape.symbols if s not in known]
-        if missing:
-            raise ConfigError(f"no instrument (tick/step sizes) for {missing}: pass instruments=")
-        insts = [known[s] for s in self.tape.symbols]
-        if not insts:
-            raise ConfigError("the tape names no symbol")
-        self.instruments = {i.symbol: i for i in insts}
+        self.instruments = tape_instruments(self.tape, instruments)
+        insts = list(self.instruments.values())
         self._feed = Feed(insts)
         self._syms = {i.symbol: _Sym(i, self._feed, self.tape.streams[i.symbol]) for i in insts}
         self.latency = LatencyModel(self.cfg.feed_latency, self.cfg.entry_latency, self.cfg.ack_latency,
                                     self.cfg.seed, self.tape.recorded_latencies_ns()
                                     if self.cfg.feed_latency == "recorded" else None, self.cfg.recorded_floor_ms)
+        self.base_tape = self.tape
+        self.lap = 0                                        # 0: the recording; n: its n-th replay (``next_lap``)
         events = self.tape.events
         self._next_depth = self._index_next_depth(events)
         self._cursor = 0
@@ -333,7 +335,29 @@ class SimExchange:
 
     @property
     def done(self) -> bool:
+        """Every recorded event of the current lap has been applied (the tape has ended)."""
         return self._cursor >= len(self.tape.events)
+
+    def next_lap(self, tape: Tape | None = None, start_ns: int | None = None) -> None:
+        """Replay the recording again, as new market: its first event at ``start_ns`` (default: now + 1 s), every
+        exchange time and update/trade id moved past the previous lap's (``tape.lap_of``). The recorded books
+        resync from the tape's own snapshot; accounts, positions and resting orders carry over (consumed recorded
+        liquidity is forgotten). ``tape``: the lap built beforehand (``build_lap``, e.g. in a thread)."""
+        if tape is None:
+            tape = self.build_lap(self.lap + 1, start_ns if start_ns is not None else self._now + 1_000_000_000)
+        self.tape = tape
+        self.lap += 1
+        self._cursor = 0
+        for st in self._syms.values():
+            st.sf.request_resync()
+            st.consumed[BID].clear()
+            st.consumed[ASK].clear()
+            st.traded[BID].clear()
+            st.traded[ASK].clear()
+
+    def build_lap(self, n: int, start_ns: int) -> Tape:
+        """The tape of lap ``n`` starting at exchange time ``start_ns`` (pure: touches no state)."""
+        return shifted(self.base_tape, lap_of(self.base_tape, n, start_ns))
 
     def synced(self, symbol: str) -> bool:
         return self._sym(symbol).sf.synced
@@ -586,6 +610,8 @@ class SimExchange:
             if kind != SNAPSHOT:
                 out.append(MarketMsg(ev.stream, ev.symbol, ev.time_ns, ev.data, ev.seq))
             return
+        if st.synth_mark_ns and ev.time_ns >= st.synth_mark_ns:
+            self._synthetic_mark(st, ev, out)
         if kind == DEPTH:
             self._on_depth(st, ev, out)
         elif kind == TRADE:
@@ -602,6 +628,22 @@ class SimExchange:
                 if isinstance(p, str):
                     st.mark = Decimal(p)
             out.append(MarketMsg(ev.stream, ev.symbol, ev.time_ns, ev.data, ev.seq))
+
+    def _synthetic_mark(self, st: _Sym, ev: TapeEvent, out: list[MarketMsg]) -> None:
+        """A tape without a markPrice stream still has one, as Binance always does: once a second of exchange
+        time a markPriceUpdate derived from the recorded book (mark, index and settle price: its mid; funding
+        rate 0.01%, Binance's default; next funding: the next 00/08/16 h UTC)."""
+        sec = ev.time_ns // 1_000_000_000
+        st.synth_mark_ns = (sec + 1) * 1_000_000_000
+        bb, ba = st.book.best(BID), st.book.best(ASK)
+        if not (st.sf.synced and bb and ba):
+            return
+        mid = (st.inst.ticks_to_price(bb[0]) + st.inst.ticks_to_price(ba[0])) / 2
+        mark = _plain8(mid)
+        ms = sec * 1000
+        payload = orjson.dumps({"e": "markPriceUpdate", "E": ms, "s": st.symbol, "p": mark, "P": mark, "i": mark,
+                                "r": "0.00010000", "T": (ms // FUNDING_MS + 1) * FUNDING_MS})
+        out.append(MarketMsg(st.mark_stream, st.symbol, sec * 1_000_000_000, payload, ev.seq, True))
 
     def _on_depth(self, st: _Sym, ev: TapeEvent, out: list[MarketMsg]) -> None:
         if not st.adjusted:

@@ -73,7 +73,8 @@ class SimVenueConfig:
     usdt: Decimal = Decimal("100000")
     leverage: int = 20
     limits: Limits = field(default_factory=Limits)
-    loop_on_end: bool = False      # hold the last state when the tape ends (True: nothing more is published)
+    loop_on_end: bool = False      # when the tape ends, replay it again (a new lap: times and ids moved on);
+                                   # False: ``finished`` is set, nothing more is published, the state is kept
     ed25519_api_key: str = "tapeshot-sim-ed25519"
     ed25519_public_pem: bytes = b""  # also accept this Ed25519 key (same account) when set
 
@@ -113,6 +114,7 @@ class SimVenue:
         self._exch0 = 0
         self.published = 0
         self.finished = asyncio.Event()
+        self.on_tape_end: Callable[[int], None] | None = None    # called with the next lap's number (0: no more)
         self.rest_url = self.ws_url = self.ws_api_url = ""
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
@@ -197,10 +199,14 @@ class SimVenue:
                 while self._heap and self._heap[0][0] <= now:
                     await self._publish(heapq.heappop(self._heap)[2])
                 nxt = self.ex.next_time()
-                if nxt is None and not self._heap:
-                    self.finished.set()
-                    await asyncio.sleep(0.05)
-                    continue
+                if self.ex.done and not self._heap:       # the tape has ended (countdown timers may still run)
+                    if self.cfg.loop_on_end:
+                        await self._next_lap()
+                        continue
+                    self._tape_ended()
+                    if nxt is None:
+                        await asyncio.sleep(0.05)
+                        continue
                 due = min(x for x in (nxt, self._heap[0][0] if self._heap else None) if x is not None)
                 await asyncio.sleep(min(max(due - self.exchange_now(), 0) / 1e9 / self.cfg.speed, 0.005))
         except asyncio.CancelledError:
@@ -208,6 +214,23 @@ class SimVenue:
         except Exception:
             log.exception("sim venue driver failed")
             raise
+
+    def _tape_ended(self) -> None:
+        if self.finished.is_set():
+            return
+        self.finished.set()
+        log.info("the recorded tape has ended (lap %d): nothing more is published", self.ex.lap)
+        if self.on_tape_end is not None:
+            self.on_tape_end(0)
+
+    async def _next_lap(self) -> None:
+        """``loop_on_end``: the tape again, starting 1 s (exchange time) from now; built off the event loop."""
+        n = self.ex.lap + 1
+        log.info("the recorded tape has ended: replaying it again (lap %d)", n)
+        if self.on_tape_end is not None:
+            self.on_tape_end(n)
+        tape = await asyncio.to_thread(self.ex.build_lap, n, self.exchange_now() + 1_000_000_000)
+        self.ex.next_lap(tape)
 
     def _market_stalled(self) -> bool:
         """Whether a market stall (``stall_market_ms``) is on; ends it (the field back to 0) when its time is up."""
@@ -226,8 +249,9 @@ class SimVenue:
             return
         self.published += 1
         combined = None
+        alias = _mark_alias(msg.stream)
         for sub in list(self.subs):
-            if msg.stream not in sub.streams:
+            if msg.stream not in sub.streams and (alias is None or alias not in sub.streams):
                 continue
             if sub.combined:
                 if combined is None:
@@ -752,7 +776,8 @@ class SimVenue:
 
     async def _status(self, request: web.Request) -> web.Response:
         return self._json({"exchange_time_ns": self.exchange_now(), "published": self.published,
-                           "finished": self.finished.is_set(), "subscribers": len(self.subs),
+                           "finished": self.finished.is_set(), "lap": self.ex.lap, "loop": self.cfg.loop_on_end,
+                           "subscribers": len(self.subs),
                            "faults": self.faults_view(), "fault_counts": dict(self.fault_counts),
                            "banned_until_ms": self.banned_until_ms}, {})
 
@@ -797,6 +822,16 @@ def user_trade(f: Any, inst: Any) -> dict:
             "qty": inst.fmt_qty(f.qty_lots),
             "quoteQty": f"{price * qty:.8f}", "realizedPnl": f"{f.realized_pnl:.8f}", "side": f.side,
             "positionSide": "BOTH", "symbol": f.symbol, "time": f.time_ns // 1_000_000}
+
+
+def _mark_alias(stream: str) -> str | None:
+    """``x@markPrice`` (3 s) and ``x@markPrice@1s`` name the same recorded mark prices: a subscriber to either
+    gets the tape's; None for any other stream."""
+    if stream.endswith("@markPrice"):
+        return stream + "@1s"
+    if stream.endswith("@markPrice@1s"):
+        return stream[:-3]
+    return None
 
 
 def _stream_names(params: Any) -> bool:

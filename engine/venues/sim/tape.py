@@ -3,13 +3,16 @@ exchange time, its stream name and its ``data`` bytes exactly as Binance sent th
 
 Assumptions:
 
-- The files of one recording are read in the order given, as one stream (``engine.feed.recording.iter_lines``);
-  arrival (recorded) order is the replay order.
+- Files naming the same symbols are one recording, read in the order given as one stream
+  (``engine.feed.recording.iter_lines``); arrival (recorded) order is the replay order within it. Recordings of
+  different symbols (``usdm_btcusdt_... usdm_ethusdt_...``) are merged by exchange time; equal times keep the
+  order the files were given in.
 - An event's exchange time is its ``T`` for depthUpdate, trade, aggTrade and bookTicker, else its ``E``
   (markPriceUpdate's ``T`` is the next funding time, not an event time). A REST snapshot line takes its ``T``/``E``
   when it has them. Exchange time is made monotone for scheduling: ``time_ns = max(previous time_ns, t)``.
-- A bare REST snapshot line (``{"lastUpdateId": ...}``) belongs to the tape's single symbol, or to the symbol its
-  line names (cryptofeed's REST lines); it is applied to the recorded book but never published on a stream.
+- A bare REST snapshot line (``{"lastUpdateId": ...}``) belongs to the symbol its line names (cryptofeed's REST
+  lines), else to the single symbol of the file it is in, else to the tape's single symbol; it is attributed
+  before the merge, applied to the recorded book and never published on a stream.
 - Local receive stamps are normalised to ns (µs stamps, older than ~1973 in ns, are multiplied by 1000); only
   their differences to exchange time are used (recorded feed latency).
 """
@@ -17,6 +20,7 @@ Assumptions:
 from __future__ import annotations
 
 import functools
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,11 +109,48 @@ def _load_cached(key: tuple[tuple[str, int, int], ...]) -> Tape:
 
 
 def _read(paths: list[str]) -> Tape:
+    files = [_read_file(p) for p in paths]
+    _attribute_orphans(files)
+    streams_of: dict[frozenset[str], list[list[_Rec]]] = {}
+    for recs in files:                                   # files of the same symbols: one stream, in the order given
+        syms = frozenset(r.symbol for r in recs if r.symbol)
+        streams_of.setdefault(syms, []).append(recs)
+    merged = heapq.merge(*(_monotone(group) for group in streams_of.values()), key=lambda r: r.sched)
     events: list[TapeEvent] = []
     streams: dict[str, SymbolStreams] = {}
-    snapshots: list[tuple[int, dict, object]] = []     # (index in events, obj, line) of symbol-less snapshots
-    last_t = 0
-    for line in iter_lines(list(paths)):
+    for r in merged:
+        stream = r.stream
+        if not stream and r.kind in _DEFAULT_STREAM and r.symbol:
+            stream = f"{r.symbol.lower()}@{_DEFAULT_STREAM[r.kind]}"
+        events.append(TapeEvent(len(events), r.kind, r.symbol, stream, r.sched, r.exch_ns, r.local_ns, r.data,
+                                r.raw, r.obj))
+        if r.symbol and r.kind != SNAPSHOT:
+            _note_stream(streams.setdefault(r.symbol, SymbolStreams()), r.kind, stream, r.obj)
+    for ev in events:
+        if ev.kind == SNAPSHOT and ev.symbol in streams:
+            _note_decimals(streams[ev.symbol], ev.obj.get("bids", []) + ev.obj.get("asks", []))
+    return Tape(tuple(events), tuple(streams), streams)
+
+
+@dataclass(slots=True)
+class _Rec:
+    """One line of one file, before the merge (``sched``: its stream's monotone exchange time, set later)."""
+
+    kind: str
+    symbol: str
+    stream: str
+    exch_ns: int
+    local_ns: int
+    data: bytes
+    raw: bytes
+    obj: dict
+    where: str
+    sched: int = 0
+
+
+def _read_file(path: str) -> list[_Rec]:
+    out: list[_Rec] = []
+    for line in iter_lines([path]):
         try:
             obj = orjson.loads(line.raw)
         except orjson.JSONDecodeError as exc:
@@ -125,31 +166,38 @@ def _read(paths: list[str]) -> Tape:
         kind = _kind(data_obj)
         symbol = str(data_obj.get("s", "")) if kind != SNAPSHOT else line.symbol
         exch_ms = _event_ms(kind, data_obj)
-        exch_ns = exch_ms * MS if exch_ms else 0
-        time_ns = max(last_t, exch_ns)
-        last_t = time_ns
-        if not stream and kind in _DEFAULT_STREAM and symbol:
-            stream = f"{symbol.lower()}@{_DEFAULT_STREAM[kind]}"
         local_ns = line.local_ts * 1000 if 0 < line.local_ts < 10**17 else line.local_ts
-        ev = TapeEvent(len(events), kind, symbol, stream, time_ns, exch_ns, local_ns, data, line.raw, data_obj)
-        if kind == SNAPSHOT and not symbol:
-            snapshots.append((len(events), data_obj, line))
-        events.append(ev)
-        if symbol and kind != SNAPSHOT:
-            _note_stream(streams.setdefault(symbol, SymbolStreams()), kind, stream, data_obj)
-    symbols = tuple(streams)
-    if snapshots:
-        if len(symbols) != 1:
-            raise DataError(f"a bare REST snapshot line in a tape of {len(symbols)} symbols {list(symbols)}: "
-                            "cannot tell whose it is")
-        for i, _obj, _line in snapshots:
-            ev = events[i]
-            events[i] = TapeEvent(ev.seq, ev.kind, symbols[0], ev.stream, ev.time_ns, ev.exch_ns, ev.local_ns,
-                                  ev.data, ev.raw, ev.obj)
-    for ev in events:
-        if ev.kind == SNAPSHOT and ev.symbol in streams:
-            _note_decimals(streams[ev.symbol], ev.obj.get("bids", []) + ev.obj.get("asks", []))
-    return Tape(tuple(events), symbols, streams)
+        out.append(_Rec(kind, symbol, stream, exch_ms * MS if exch_ms else 0, local_ns, data, line.raw, data_obj,
+                        f"{line.path}:{line.lineno}"))
+    return out
+
+
+def _attribute_orphans(files: list[list[_Rec]]) -> None:
+    """Give each bare REST snapshot line its symbol: its file's single symbol, else the tape's single symbol."""
+    every = {r.symbol for recs in files for r in recs if r.symbol and r.kind != SNAPSHOT}
+    for recs in files:
+        orphans = [r for r in recs if r.kind == SNAPSHOT and not r.symbol]
+        if not orphans:
+            continue
+        mine = {r.symbol for r in recs if r.symbol and r.kind != SNAPSHOT} or every
+        if len(mine) != 1:
+            raise DataError(f"{orphans[0].where}: a bare REST snapshot line in a file of {len(mine)} symbols "
+                            f"{sorted(mine)}: cannot tell whose it is (record one symbol per file)")
+        sym = next(iter(mine))
+        for r in orphans:
+            r.symbol = sym
+
+
+def _monotone(group: list[list[_Rec]]) -> list[_Rec]:
+    """One stream's lines in file order, each with its scheduling time: the running max of exchange times."""
+    last = 0
+    out = []
+    for recs in group:
+        for r in recs:
+            last = max(last, r.exch_ns)
+            r.sched = last
+            out.append(r)
+    return out
 
 
 def _data_bytes(raw: bytes, stream: str, data_obj: dict) -> bytes:
@@ -206,3 +254,61 @@ def _note_decimals(s: SymbolStreams, levels: list) -> None:
     p, q = levels[0][0], levels[0][1]
     s.price_decimals = len(p.partition(".")[2])
     s.qty_decimals = len(q.partition(".")[2])
+
+
+@dataclass(frozen=True, slots=True)
+class Lap:
+    """How a replayed lap of a tape differs from the recording: exchange times moved forward by ``time_ms``, and
+    per symbol its depth update ids (``depth``), trade ids (``trade``) and aggTrade ids (``agg``) moved forward."""
+
+    time_ms: int
+    depth: dict[str, int]
+    trade: dict[str, int]
+    agg: dict[str, int]
+
+
+def lap_of(tape: Tape, n: int, start_ns: int) -> Lap:
+    """The shifts of lap ``n`` (1 = the first replay after the recording itself) starting at exchange time
+    ``start_ns``: every id moved past lap ``n - 1``'s (n x the recorded span), times by whole milliseconds."""
+    first = tape.events[0].time_ns if tape.events else 0
+    time_ms = max(0, -(-(start_ns - first) // MS))
+    lo: dict[tuple[str, str], int] = {}
+    hi: dict[tuple[str, str], int] = {}
+    for ev in tape.events:
+        for key, table in _ID_FIELDS.get(ev.kind, ()):
+            v = ev.obj.get(key)
+            if isinstance(v, int):
+                k = (ev.symbol, table)
+                lo[k] = min(lo.get(k, v), v)
+                hi[k] = max(hi.get(k, v), v)
+    width = {sym: {t: hi[(sym, t)] - lo[(sym, t)] + 1 if (sym, t) in hi else 0 for t in ("depth", "trade", "agg")}
+             for sym in tape.symbols}
+    return Lap(time_ms, {s: n * w["depth"] for s, w in width.items()}, {s: n * w["trade"] for s, w in width.items()},
+               {s: n * w["agg"] for s, w in width.items()})
+
+
+def shifted(tape: Tape, lap: Lap) -> Tape:
+    """``tape`` as lap ``lap`` replays it: times and ids moved forward (``Lap``), each message re-serialised."""
+    events = tuple(_shift_event(ev, lap) for ev in tape.events)
+    return Tape(events, tape.symbols, tape.streams)
+
+
+_ID_FIELDS = {DEPTH: (("U", "depth"), ("u", "depth"), ("pu", "depth")), BOOK_TICKER: (("u", "depth"),),
+              SNAPSHOT: (("lastUpdateId", "depth"),), TRADE: (("t", "trade"),),
+              AGG_TRADE: (("a", "agg"), ("f", "trade"), ("l", "trade"))}
+
+
+def _shift_event(ev: TapeEvent, lap: Lap) -> TapeEvent:
+    d = dict(ev.obj)
+    for key in ("E", "T"):
+        if isinstance(d.get(key), int):
+            d[key] += lap.time_ms
+    for key, table in _ID_FIELDS.get(ev.kind, ()):
+        if isinstance(d.get(key), int):
+            d[key] += getattr(lap, table).get(ev.symbol, 0)
+    data = orjson.dumps(d)
+    raw = b'{"stream":"' + ev.stream.encode() + b'","data":' + data + b"}" \
+        if ev.raw.startswith(b'{"stream"') else data
+    shift = lap.time_ms * MS
+    return TapeEvent(ev.seq, ev.kind, ev.symbol, ev.stream, ev.time_ns + shift,
+                     ev.exch_ns + shift if ev.exch_ns else 0, ev.local_ns + shift, data, raw, d)
