@@ -167,6 +167,15 @@ def algo_kwargs(name: str, params: dict[str, dict]) -> dict:
     return p
 
 
+def choose_algo(spec: Spec, sf, now: int, params: dict[str, dict] | None = None) -> tuple[str, str]:
+    """(algorithm name, why) that ``auto`` picks now, with the same parameters ``make_algo`` uses."""
+    from engine.eval.tuned import params as tuned
+
+    params = tuned() if params is None else params
+    cls, why = auto.choose(spec, sf, now, **params.get("auto", {}))
+    return cls.name, why
+
+
 def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
               params: dict[str, dict] | None = None) -> tuple[Algo, str]:
     """The algorithm ``name`` with ``params`` (default: the values tuned on the development set, see

@@ -221,6 +221,9 @@ async def watch_triggers(watchers: list[Any], kill: Callable[[str, str], Awaitab
             if trigger and not halted():
                 log.warning("kill switch trigger %s: %s", trigger, reason)
                 await kill(trigger, reason)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():   # a stop during the kill: asyncio.wait_for (3.11)
+                    raise asyncio.CancelledError           # can swallow it when the inner call ends at once
                 for each in watchers:          # a condition that goes on counts afresh after a resume
                     each.reset()
                 break

@@ -469,9 +469,13 @@ class Node:
         oms_tasks = list(getattr(getattr(self, "oms", None), "_tasks", ()))   # resolutions would outlive the session
         for t in [*self._tasks, *oms_tasks]:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:                     # never wait for ever: a task that swallowed its cancel is named
+            done, stuck = await asyncio.wait(self._tasks, timeout=3.0)
+            for t in done:                  # retrieved, so none is reported "never retrieved" later
+                if not t.cancelled() and t.exception() is not None:
+                    log.debug("shutdown: task %s had failed: %r", t.get_coro(), t.exception())
+            for t in stuck:
+                log.error("shutdown: task %s did not stop when cancelled", t.get_coro())
         for closer in (getattr(self, "md", None), getattr(self, "user", None), self.ws_api):
             if closer is not None:
                 with contextlib.suppress(Exception):

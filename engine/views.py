@@ -126,11 +126,10 @@ def quote(cockpit: Any, intent: Intent) -> Quote:
     size = inst.lots_to_qty(sz.lots)
     algo = intent.algo
     if algo == "auto" and sz.lots:
-        from engine.execution import make_spec
-        from strategies import auto
+        from engine.execution import choose_algo, make_spec
 
-        spec = make_spec(intent, inst, arrival, pos_lots, sizing=sz)
-        algo = "auto: " + auto.choose(spec, sf, now)[0].__name__.lower()
+        name, why = choose_algo(make_spec(intent, inst, arrival, pos_lots, sizing=sz), sf, now)
+        algo = f"auto: {name} ({why})"
     fee = float(getattr(cockpit.cfg.execution, "taker_fee_bps", 5.0))
     im = walk(sf.book, sz.side, sz.lots, arrival.mid_ticks, tick, fee)
     spread = (arrival.ask[0] - arrival.bid[0]) / arrival.mid_ticks * 1e4

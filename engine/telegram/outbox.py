@@ -26,6 +26,8 @@ from engine.telegram.text import clip, fmt_notice, fmt_progress, fmt_report, fmt
 
 log = logging.getLogger(__name__)
 TRACKED_INTENTS = 500
+
+
 @dataclass
 class Track:
     """One intent's place in the chat: its status message (edited as it goes) and its report message."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import aiohttp
 import pytest
 
+from engine.errors import RiskRefused
 from engine.feed import make_feed
 from engine.feed.live import MarketData
 from engine.feed.recording import sample_path
@@ -113,3 +115,12 @@ async def node_with_control(cfg):
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+async def refused(node: Any, text: str) -> RiskRefused:
+    """Submit ``text``; it must be refused at once (nothing registered, nothing sent)."""
+    before = (len(node.runner.intents), len(node.oms.orders))
+    with pytest.raises(RiskRefused) as exc:
+        await node.submit(text, source="test", user="t")
+    assert (len(node.runner.intents), len(node.oms.orders)) == before
+    return exc.value

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,18 +21,11 @@ from engine.node import Node
 from engine.telegram import start_bot
 from engine.telegram.standin import StandIn
 from engine.telegram.text import REFUSAL, VIEWER_ONLY
+from tests.integration.conftest import wait_for
 
 TRADER, VIEWER, STRANGER = 1001, 1002, 6666
 USERS = {TRADER: "trader", VIEWER: "viewer"}
 PYTHON_INSIDES = re.compile(r"None|Decimal\(|\{'|\[\(|\d\.\d{6,} USDT|lots\b")
-
-
-async def wait_for(pred: Callable[[], object], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {getattr(pred, '__name__', pred)}")
-        await asyncio.sleep(0.02)
 
 
 def texts(tg: StandIn, chat: int) -> list[str]:
@@ -239,5 +231,58 @@ def test_kill_and_resume_answer_once_and_a_halted_engine_refuses(tmp_path: Path)
             assert sum("tape looks wrong" in t for t in mine) == 1, "the question edited into its answer, no broadcast"
             assert not any(t.startswith("⛔ trading resumed") for t in texts(tg, VIEWER))
             assert not node.intents
+
+    run(main())
+
+
+def test_every_other_command_and_its_error_paths(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cockpit(tmp_path) as (node, tg):
+            tg.send_text(TRADER, "/start")
+            await answer(tg, TRADER, "Tapeshot: say where to go")
+            tg.send_text(TRADER, "/preview long btc 1000 30s")                # beyond a limit: says which
+            big = await answer(tg, TRADER, "would be refused")
+            assert "USDT per order" in big["text"]
+            tg.send_text(VIEWER, "/preview short eth 1 20s sniper")          # viewers may preview
+            prev = await answer(tg, VIEWER, "would be accepted")
+            assert "1.000 ETH" in prev["text"] and "algorithm sniper" in prev["text"]
+            tg.send_text(TRADER, "long btc 1000 30s")                         # refused at once, with the reason
+            refused = await answer(tg, TRADER, "⚠️")
+            assert "USDT per order" in refused["text"] and not node.intents
+            tg.send_text(TRADER, "/short eth 1 10s -- offers stacking")
+            report = await answer(tg, TRADER, "🏁 i")
+            iid = re.match(r"🏁 (i[\w-]+) ", report["text"]).group(1)
+            assert "filled 1.000 ETH of 1.000 ETH" in report["text"]
+            tg.send_text(TRADER, f"/report {iid}")
+            await wait_for(lambda: len([t for t in texts(tg, TRADER) if t.startswith(f"🏁 {iid}")]) == 2)
+            tg.send_text(TRADER, f"/why {iid} the offers never left #stacking")
+            await answer(tg, TRADER, f"noted for {iid}")
+            why = rationales(node, iid)[-1]
+            assert why["tags"] == ["stacking"] and why["text"] == "the offers never left"
+            tg.send_text(TRADER, "/why i-unknown because")
+            await answer(tg, TRADER, "no intent i-unknown")
+            tg.send_text(TRADER, "/why")
+            await answer(tg, TRADER, "usage: /why")
+            tg.send_text(TRADER, "/long")
+            await answer(tg, TRADER, "usage: /long btc")
+            tg.send_text(TRADER, "/reduce funding soon")
+            await answer(tg, TRADER, "REDUCING")
+            await answer(tg, TRADER, "REDUCING")
+            warned = len([t for t in texts(tg, TRADER) if t.startswith("⚠️")])
+            tg.send_text(TRADER, "long eth 1 10s")                            # REDUCING: no new exposure
+            await wait_for(lambda: len([t for t in texts(tg, TRADER) if t.startswith("⚠️")]) == warned + 1)
+            assert "REDUCING" in [t for t in texts(tg, TRADER) if t.startswith("⚠️")][-1]
+            assert node.oms.positions.get("ETHUSDT").qty == Decimal("-1")
+            tg.send_text(TRADER, "/flat eth")                                 # ... but out is always allowed
+            await wait_for(lambda: node.oms.positions.get("ETHUSDT").qty == 0)
+            tg.send_text(TRADER, "/resume")
+            await answer(tg, TRADER, "✅ trading resumed")
+            tg.send_text(TRADER, "/nonsense")
+            await answer(tg, TRADER, "Unknown command")
+            tg.send_text(TRADER, "tp btc 1")                                  # a TP on no position: a clear error
+            await answer(tg, TRADER, "TP")
+            for t in texts(tg, TRADER) + texts(tg, VIEWER):
+                assert not PYTHON_INSIDES.search(t), t
+                assert "Traceback" not in t and "unexpectedly" not in t, t
 
     run(main())

@@ -8,16 +8,13 @@ import io
 import json
 from decimal import Decimal
 
-import pytest
-
 from engine.config import Config, EngineConfig, VenueConfig
 from engine.console import Console
 from engine.dataset.export import export_jsonl
-from engine.errors import RiskRefused
 from engine.loop import run
 from engine.node import Node
 from engine.risk import TradingState
-from tests.integration.conftest import node_with_control, wait_for
+from tests.integration.conftest import node_with_control, refused, wait_for
 
 SEC = 1_000_000_000
 
@@ -137,14 +134,6 @@ def test_quit_confirmed_while_an_intent_works(tmp_path):
 def refusals(node: Node) -> list[dict]:
     rows = node.journal.query("SELECT data FROM decisions WHERE kind='refused' AND intent_id IS NULL ORDER BY seq")
     return [json.loads(r["data"]) for r in rows]
-
-
-async def refused(node: Node, text: str) -> RiskRefused:
-    before = (len(node.runner.intents), len(node.oms.orders))
-    with pytest.raises(RiskRefused) as exc:
-        await node.submit(text, source="test", user="t")
-    assert (len(node.runner.intents), len(node.oms.orders)) == before
-    return exc.value
 
 
 def test_intents_that_cannot_work_are_refused_at_once_and_journalled(tmp_path):

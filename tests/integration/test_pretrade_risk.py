@@ -12,13 +12,12 @@ from decimal import Decimal
 import pytest
 
 from engine.config import Config, EngineConfig, VenueConfig
-from engine.errors import RiskRefused
 from engine.limits import SymbolLimits
 from engine.loop import run
 from engine.node import Node
 from engine.risk import RiskConfig
 from strategies.base import BUY, Place
-from tests.integration.conftest import node_with_control, wait_for
+from tests.integration.conftest import node_with_control, refused, wait_for
 
 TICK = Decimal("0.1")
 
@@ -28,15 +27,6 @@ async def engine(tmp_path, risk: RiskConfig | None = None):
     cfg = Config(venue=VenueConfig(speed=8.0), engine=EngineConfig(home=str(tmp_path)), risk=risk or RiskConfig())
     async with node_with_control(cfg) as pair:
         yield pair
-
-
-async def refused(node: Node, text: str) -> RiskRefused:
-    """Submit ``text``; it must be refused at once (nothing registered, nothing sent)."""
-    before = (len(node.runner.intents), len(node.oms.orders))
-    with pytest.raises(RiskRefused) as exc:
-        await node.submit(text, source="test", user="t")
-    assert (len(node.runner.intents), len(node.oms.orders)) == before
-    return exc.value
 
 
 def refusals(node: Node, intent_id: str | None = None) -> list[dict]:
