@@ -114,7 +114,9 @@ def test_tapeshot_run_stops_cleanly_at_the_tapes_end(tmp_path):
 
 def test_with_loop_the_tape_replays_and_intents_trade_on_the_next_lap(tmp_path):
     async def main():
-        async with node_with_control(cfg_for(tmp_path, 60.0, loop=True)) as (node, _client):
+        # 20x: the tape's ~3 minutes pass in ~9 s, and a scheduling hiccup of 0.1 s stays 2 s of exchange time,
+        # well inside the feed's 5 s staleness limit (at 60x it would be 6 s: a stale book, refused at once)
+        async with node_with_control(cfg_for(tmp_path, 20.0, loop=True)) as (node, _client):
             said = []
             node.subscribe(lambda p: said.append(p.text) if p.kind == "risk" else None)
             await wait_for(lambda: node.venue.ex.lap >= 1, 30)
