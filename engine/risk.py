@@ -267,14 +267,12 @@ class KillSwitch:
     day_open: Decimal | None = None       # the equity when the day began (or when we first saw it)
     tripped: str = ""
     trigger: str = ""                     # what tripped it: manual, drawdown, daily_loss, book, latency, ...
-    equity: Decimal | None = None         # the last equity fed to ``update``
 
     KV_KEY = "killswitch/day"
 
     def update(self, equity: Decimal, now_ns: int | None = None) -> str:
         """Feed the current equity; returns the trip reason the first time a limit is crossed, else ''."""
         self._roll(equity, time.time_ns() if now_ns is None else now_ns)
-        self.equity = equity
         if self.start is None:
             self.start = equity
         self.peak = equity if self.peak is None else max(self.peak, equity)
