@@ -12,7 +12,7 @@ import orjson
 from engine.errors import ConfigError, TapeshotError
 
 DEFAULT_API_KEY = "tapeshot-sim-key"
-FORMATS = ("jsonl",)                      # journal export formats (engine.dataset.export.FORMATS)
+FORMATS = ("jsonl", "parquet")            # journal export formats (docs/dataset.md)
 
 
 def _cmd_verify_book(args: argparse.Namespace) -> int:
@@ -338,27 +338,47 @@ def _journal_file(args: argparse.Namespace):
 
 
 def _cmd_journal_export(args: argparse.Namespace, path) -> int:
-    """``journal export``: the journal as JSON lines on stdout or into ``--out`` (written whole, then renamed)."""
+    """``journal export``: the journal (filtered by ``--since``, ``--until``, ``--symbol``) as JSON lines on stdout
+    or into ``--out`` (written whole, then renamed), or as a Parquet dataset in the directory ``--out``."""
+    from engine.dataset.select import parse_range
+
+    since_ms, until_ms = parse_range(args.since, args.until)
+    if args.format == "parquet":
+        from engine.dataset.parquet import export_parquet
+
+        if not args.out or args.out == "-":
+            raise ConfigError("--format parquet writes a directory: give it with --out DIR")
+        if args.decisions:
+            raise ConfigError("--decisions is for --format jsonl: the Parquet dataset has no decision records")
+        counts = export_parquet(path, args.out, since_ms, until_ms, args.symbol, overwrite=args.overwrite)
+        where = f" to {Path(args.out).expanduser()}"
+    else:
+        counts = _export_jsonl_to(path, args.out, since_ms, until_ms, args.symbol, args.decisions)
+        where = f" to {Path(args.out).expanduser()}" if args.out not in (None, "-") else ""
+    print("exported " + ", ".join(f"{n} {k}s" for k, n in counts.items()) + f" from {path}{where}", file=sys.stderr)
+    return 0
+
+
+def _export_jsonl_to(path: Path, out: str | None, since_ms: int | None, until_ms: int | None, symbol: str | None,
+                     decisions: bool) -> dict[str, int]:
+    """The JSON lines export on stdout (``out`` None or ``-``) or into the file ``out`` (written, then renamed)."""
     import os
     import tempfile
-    from pathlib import Path
 
-    from engine.dataset.export import export_jsonl
+    from engine.dataset.select import export_selected_jsonl
 
-    if args.out is None or args.out == "-":
-        counts = export_jsonl(path, sys.stdout)
-    else:
-        out = Path(args.out).expanduser()
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                counts = export_jsonl(path, f)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    print("exported " + ", ".join(f"{n} {k}s" for k, n in counts.items()) + f" from {path}", file=sys.stderr)
-    return 0
+    if out is None or out == "-":
+        return export_selected_jsonl(path, sys.stdout, since_ms, until_ms, symbol, decisions=decisions)
+    dest = Path(out).expanduser()
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent if str(dest.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            counts = export_selected_jsonl(path, f, since_ms, until_ms, symbol, decisions=decisions)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counts
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
@@ -426,6 +446,31 @@ def _write_plot(journal: Path, intent_id: str, out: str) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     print(f"chart: {dest} ({len(png) / 1024:.0f} KB)", file=sys.stderr)
+    return 0
+
+
+def _cmd_scorecard(args: argparse.Namespace) -> int:
+    """``scorecard [SOURCE]``: the trader's calls scored against random calls at the same moments, and what the
+    execution kept (``engine.dataset.scorecard``); SOURCE is a journal, a ``.jsonl`` export or a Parquet dataset
+    directory (default: the configured journal). ``--json``: the card as JSON only; ``--plot DIR``: its PNGs."""
+    from engine.dataset import scorecard as sc
+
+    source = Path(args.source).expanduser() if args.source else _journal_file(args)
+    intents = sc.load_intents(source)
+    if not intents:
+        raise ConfigError(f"no intents in {source}")
+    card = sc.scorecard(intents, seed=args.seed, pnl_horizon=args.horizon)
+    counts = card["counts"]
+    if not counts["enter"]:
+        hint = (f" ({counts['not_v2']} of {counts['intents']} intent records are not {sc.SCHEMA})" if counts["not_v2"]
+                else f" ({counts['exit']} exits, which are not scored)")
+        raise ConfigError(f"no entry intents to score in {source}{hint}")
+    if args.json:
+        sys.stdout.write(orjson.dumps(card, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(sc.summary_text(card))
+    for p in sc.plot_scorecard(card, args.plot) if args.plot else ():
+        print(f"plot: {p}", file=sys.stderr)
     return 0
 
 
@@ -626,15 +671,23 @@ def build_parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("resume", parents=[common], help="resume trading after a kill")
     rs.set_defaults(func=_cmd_simple("POST", "/resume"))
     jr = sub.add_parser("journal", parents=[common], help="recent intents and their reports from the journal; "
-                                                           "'journal export' writes it all as JSON lines")
+                                                           "'journal export' writes the decision dataset (JSON "
+                                                           "lines or Parquet, docs/dataset.md)")
     jr.add_argument("action", nargs="?", choices=("show", "export"), default="show",
-                    help="show (default): recent intents; export: every intent, order, fill and decision")
+                    help="show (default): recent intents; export: the intents, orders and fills (docs/dataset.md)")
     jr.add_argument("--path", help="journal file (default: the configured venue's; the embedded sim's without a "
                                    "config)")
     jr.add_argument("--format", choices=FORMATS, default="jsonl", help="export format (default jsonl)")
-    jr.add_argument("--out", metavar="FILE", help="export into FILE (default: stdout)")
+    jr.add_argument("--out", metavar="PATH", help="export into PATH: jsonl a file (default: stdout), parquet a "
+                                                  "directory (required; must be absent or empty)")
+    jr.add_argument("--since", metavar="T", help="export intents created at or after T: an ISO date or time (UTC "
+                                                 "unless it names a zone) or ms since the epoch")
+    jr.add_argument("--until", metavar="T", help="export intents created before T (as --since)")
+    jr.add_argument("--symbol", metavar="S", help="export only symbol S's intents (and their orders and fills)")
+    jr.add_argument("--overwrite", action="store_true", help="parquet: replace a previous Tapeshot dataset at --out")
     jr.add_argument("--limit", type=int, default=20)
-    jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent")
+    jr.add_argument("--decisions", action="store_true", help="with the decision journal of each intent (export: "
+                                                             "the raw decision records, jsonl only)")
     jr.set_defaults(func=_cmd_journal)
     rp = sub.add_parser("report", parents=[common], help="an intent's execution report from the journal; --plot FILE "
                         "draws its chart (touch, our orders and fills, cap, deadline, markouts) as a PNG")
@@ -644,6 +697,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--path", help="journal file (default: the configured venue's; the embedded sim's without a "
                                    "config)")
     rp.set_defaults(func=_cmd_report)
+    sc = sub.add_parser("scorecard", parents=[common], help="the trader as a baseline: the calls' hit rate and "
+                        "edge per horizon against random calls at the same moments, the execution's saving, "
+                        "splits by tag, symbol, window and algorithm")
+    sc.add_argument("source", nargs="?", metavar="SOURCE", help="a journal, a .jsonl export or a Parquet dataset "
+                    "directory (default: the configured journal)")
+    sc.add_argument("--path", help="journal file when no SOURCE is given (default: the configured venue's)")
+    sc.add_argument("--json", action="store_true", help="print the scorecard as one JSON object only")
+    sc.add_argument("--plot", metavar="DIR", help="write the edge and cumulative PnL charts into DIR (PNG)")
+    sc.add_argument("--horizon", type=int, default=60, metavar="S",
+                    help="horizon of the splits and the PnL in seconds: 1, 5, 30, 60 or 300 (default 60)")
+    sc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the random calls (default 0)")
+    sc.set_defaults(func=_cmd_scorecard)
     ky = sub.add_parser("keys", parents=[common], help="API keys in the encrypted key file (add / list / remove); "
                         "add reads the key, the secret and the passphrase from the terminal or stdin, one a line")
     ky.add_argument("action", choices=("add", "list", "remove"))

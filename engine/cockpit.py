@@ -99,6 +99,14 @@ class Cockpit:
 
         return await plot.intent_chart(self.journal, intent_id)
 
+    async def scorecard(self) -> tuple[str, bytes | None]:
+        """The trader's scorecard over the journal (``engine.dataset.scorecard``): its summary and its plot (PNG,
+        None when nothing can be plotted), computed in the chart worker process, never on the loop."""
+        from engine import plot
+        from engine.dataset.scorecard import journal_scorecard
+
+        return await plot.in_worker(journal_scorecard, str(plot.journal_file(self.journal)))
+
     async def health(self) -> str:
         return views.health_text(self, self.venue_state() if self.venue_state else None)
 

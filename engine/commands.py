@@ -85,6 +85,10 @@ class Commands(Protocol):
         """The execution's chart as PNG bytes (touch and mid, our orders, fills, cap, deadline, markouts), drawn
         off the event loop; None when there is nothing to draw."""
 
+    async def scorecard(self) -> tuple[str, bytes | None]:
+        """The trader's scorecard over the journal: its summary text and its plot (PNG, or None), computed off the
+        event loop (``engine.dataset.scorecard``)."""
+
     async def status(self, symbol: str | None = None) -> str:
         """Working intents, open orders, positions and PnL, book health, trading state."""
 

@@ -153,6 +153,20 @@ class TelegramConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """The decision dataset (``docs/dataset.md``). ``context_symbol``: whose state every intent on another
+    symbol records beside its own (its mid, spread, signals and recent moves); the engine subscribes it for
+    that when it does not trade it. "" turns the context off."""
+
+    context_symbol: str = "BTCUSDT"
+
+    def __post_init__(self) -> None:
+        s = self.context_symbol
+        _require(s == "" or (s.isalnum() and s.upper() == s), "dataset.context_symbol must be a symbol like "
+                 "BTCUSDT (upper case) or empty")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole configuration; each field is a section."""
 
@@ -163,6 +177,7 @@ class Config:
     execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
     risk: RiskConfig = dataclasses.field(default_factory=RiskConfig)
     telegram: TelegramConfig = dataclasses.field(default_factory=TelegramConfig)
+    dataset: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
 
 
 def journal_path(cfg: Config) -> Path:

@@ -256,6 +256,7 @@ class Tracker:
     orders: list[str] = field(default_factory=list)
     end_ns: int | None = None
     markout_mids: dict[int, float] = field(default_factory=dict)
+    last_fill_mid: float = math.nan      # the mid (ticks) when the last fill arrived (the dataset's anchor)
     order_times: dict[str, list[int]] = field(default_factory=dict)   # cid -> [sent, final or 0] (exchange ns)
     touch: Touch = field(init=False)
 

@@ -29,6 +29,7 @@ from typing import Any
 from engine import crashpoints, words
 from engine.bus import Bus
 from engine.commands import Submitted
+from engine.dataset.state import capture, journal_bytes
 from engine.errors import ConfigError, RiskRefused, StateError, VenueError
 from engine.execution import Arrival, Sizing, Tracker, cap_ticks, make_algo, make_spec, size_intent
 from engine.intents import Intent, IntentKind
@@ -64,6 +65,8 @@ class IntentRunner:
         self._stale_ns = cfg.feed.stale_ms * MS
         self.on_fill: Callable[[str], None] = lambda symbol: None   # the protections re-sync TP/SL
         self.closing = False                                # shutting down: nothing new is accepted
+        self.outcomes: Any = None                           # engine.dataset.outcomes.Outcomes (set by the node)
+        self.context_feed: Any = None                       # the context symbol's feed (engine.dataset.state)
 
     # ---- acceptance ---------------------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class IntentRunner:
                                                             "algo": li.algo.name, "why": why,
                                                             "rationale": intent.rationale,
                                                             "tags": list(intent.tags)})
+        self._journal_state(li, sf, now, arrival)
         try:
             await self.journal.sync()                            # durable before anything is sent
         except BaseException:
@@ -181,6 +185,15 @@ class IntentRunner:
         self._start(li, echo)
         return Submitted(li.id, echo, {"mid": str(Decimal(repr(arrival.mid_ticks)) * inst.tick_size),
                                        "bid": arrival.bid, "ask": arrival.ask})
+
+    def _journal_state(self, li: LiveIntent, sf: Any, now: int, arrival: Arrival) -> None:
+        """The decision dataset's record of the arrival (``engine.dataset.state``: the book's top 20 levels, the
+        last 30 s of trades, the mark price, the context symbol) and the horizons to watch after it."""
+        ctx = self.context_feed if self.context_feed is not None and self.context_feed is not sf else None
+        self.journal.decision(li.id, now // MS, "arrival_state", journal_bytes(capture(sf, now, arrival.signals, ctx)))
+        if self.outcomes is not None:
+            mid = Decimal(repr(arrival.mid_ticks)) * li.inst.tick_size
+            self.outcomes.arm(li.id, li.inst.symbol, _side(li), "arrival", now, mid)
 
     def _check_feed(self, sf: Any, now: int) -> None:
         """An intent cannot work on a (synced) book that has had no market data for longer than the feed's stale
@@ -212,7 +225,7 @@ class IntentRunner:
                 "window_s": it.window_s, "max_slippage_bps": it.max_slippage_bps, "rationale": it.rationale,
                 "tags": list(it.tags),
                 "source": li.source, "user": li.user, "mid_ticks": arrival.mid_ticks, "key": li.key,
-                "min_lots": s.min_lots}
+                "min_lots": s.min_lots, "algo_requested": it.algo, "taker_fee_bps": self.cfg.execution.taker_fee_bps}
 
     def instrument(self, symbol: str | None) -> Any:
         """The traded instrument ``symbol`` names, or a ``ConfigError`` listing the traded ones."""
@@ -255,6 +268,8 @@ class IntentRunner:
                 self.place(li, act)
             elif isinstance(act, Cancel):
                 self.bus.spawn(self.oms.cancel(act.cid))
+                self.journal.decision(li.id, self.clock() // MS, "action", {"action": "cancel", "cid": act.cid,
+                                                                            "reason": act.reason})
         if li.algo.deadline_fired and li.state is IState.WORKING:
             self.move(li, "deadline", "the deadline rule fired")
 
@@ -289,6 +304,8 @@ class IntentRunner:
         fut.add_done_callback(_log_future)
         li.tracker.orders.append(act.cid)
         li.tracker.order_times[act.cid] = [now, 0]
+        self.journal.decision(li.id, now // MS, "action", {"action": "place", "cid": act.cid, "tag": act.tag,
+                                                           "reason": act.reason})
         if act.tag in ("snipe", "deadline", "now"):
             limit = "at market" if act.price is None else f"up to {li.inst.fmt_price(act.price)}"
             self.bus.emit(li.id, "fired", f"{act.tag}: {'BUY' if buy else 'SELL'} "
@@ -339,6 +356,7 @@ class IntentRunner:
                 crashpoints.reached("on_fill")
             li.tracker.fills.append((now, inst.qty_to_lots(fill.qty), inst.price_to_ticks(fill.price), fill.maker,
                                      fill.fee))
+            li.tracker.last_fill_mid = sf.book.mid
             up = OrderUpdate(o.client_order_id, o.state.value, inst.qty_to_lots(fill.qty),
                              inst.price_to_ticks(fill.price), False)
             self.route(li, li.algo.on_order(up, sf, now))
@@ -365,6 +383,8 @@ class IntentRunner:
 
     def on_timer(self) -> None:
         now = self.clock()
+        if self.outcomes is not None:
+            self.outcomes.on_timer(now)
         for sym, lst in list(self.active.items()):
             sf = self.feed[sym]
             for li in list(lst):
@@ -391,6 +411,7 @@ class IntentRunner:
             trigger = "fail" if li.algo.failure else "finish"
             li.why_ended = li.why_ended or li.algo.failure
             self.move(li, trigger, li.why_ended or "finished")
+            self._arm_last_fill(li)
             li.report = {**li.tracker.report(li.inst), "intent_id": li.id, "state": li.state.value,
                          "text": li.intent.raw, "notes": [t for _, t in li.algo.log],
                          **({"why": li.why_ended} if li.why_ended else {})}
@@ -400,6 +421,18 @@ class IntentRunner:
             with contextlib.suppress(ValueError):
                 self.active[li.inst.symbol].remove(li)
             self.bus.spawn(self._publish_report(li, "markouts"))
+
+    def _arm_last_fill(self, li: LiveIntent) -> None:
+        """The execution ended: the horizons after its last fill (or n/a, nothing filled)."""
+        if self.outcomes is None:
+            return
+        tr = li.tracker
+        if not tr.fills:
+            self.outcomes.not_applicable(li.id, li.inst.symbol, _side(li), "last_fill", "nothing filled")
+            return
+        mid = tr.last_fill_mid
+        anchor_mid = Decimal(repr(mid)) * li.inst.tick_size if mid == mid else None
+        self.outcomes.arm(li.id, li.inst.symbol, _side(li), "last_fill", max(f[0] for f in tr.fills), anchor_mid)
 
     def _settled(self, li: LiveIntent) -> bool:
         orders = self.oms.orders
@@ -428,7 +461,7 @@ class IntentRunner:
                 li.algo.deadline_fired = li.algo._completed = True      # no completing order: cancel the rest
                 li.why_ended = why
                 self.move(li, "cancel", why)
-                self.route(li, li.algo.cancel_all())
+                self.route(li, li.algo.cancel_all(f"intent cancelled: {why}"))
                 li.algo.finished = not li.algo.live
                 done.append(li.id)
                 self.bus.emit(li.id, "cancelled", f"cancelling the rest of the intent ({why})", li.source, li.user)
@@ -474,12 +507,17 @@ class IntentRunner:
                       li.source, li.user)
         self.route(li, li.algo.on_market(sf, self.clock()))
 
-    def close(self, iid: str, state: str, executed: Decimal, note: str) -> None:
-        """Close an interrupted intent from venue truth (reconciliation's decision)."""
+    def close(self, iid: str, state: str, executed: Decimal, note: str, row: dict | None = None) -> None:
+        """Close an interrupted intent from venue truth (reconciliation's decision); ``row``: its journal row."""
         now_ms = self.clock() // MS
         report = {"intent_id": iid, "state": state, "filled": str(executed), "note": note}
         self.journal.intent_state(iid, state, now_ms, report)
         self.journal.decision(iid, now_ms, "state", {"to": state, "why": note})
+        d = (row or {}).get("data") or {}
+        if self.outcomes is not None and d.get("symbol"):    # it ended while we were down: no last-fill mid seen
+            self.outcomes.not_applicable(iid, d["symbol"], "BUY" if d.get("side") == BUY else "SELL", "last_fill",
+                                         "ended while the engine was down" if executed else "nothing filled",
+                                         status="missing" if executed else "n/a")
 
     async def shutdown(self, rest: Any, timeout_s: float = 6.0) -> list[str]:
         """Cancel every working intent and its orders, confirm with the venue (a cancel-all per symbol, then the
@@ -499,6 +537,7 @@ class IntentRunner:
                 li.algo.finished = True
                 li.tracker.end_ns = li.tracker.end_ns or self.clock()
                 self.move(li, "finish", "shutdown")
+                self._arm_last_fill(li)
                 li.report = {**li.tracker.report(li.inst), "intent_id": li.id, "state": li.state.value,
                              "text": li.intent.raw, "why": "shutdown", "notes": [t for _, t in li.algo.log]}
                 self.journal.intent_state(li.id, li.state.value, self.clock() // MS, li.report)
@@ -542,6 +581,10 @@ def _report_line(li: LiveIntent, kind: str, r: dict) -> str:
     if li.state is not IState.DONE:
         text = f"{li.state.value.upper()}: {text}" + (f" ({li.why_ended})" if li.why_ended else "")
     return text
+
+
+def _side(li: LiveIntent) -> str:
+    return "BUY" if li.algo.spec.side == BUY else "SELL"
 
 
 def _log_future(fut: asyncio.Future) -> None:

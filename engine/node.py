@@ -54,7 +54,8 @@ from engine.venues.binance.wsapi import MAINNET_WS_API, TESTNET_WS_API
 log = logging.getLogger(__name__)
 MS = 1_000_000
 COMMANDS = frozenset({"submit", "preview", "quote", "status", "positions", "orders", "pnl", "limits", "health", "kill",
-                      "reduce", "resume", "add_rationale", "report", "chart", "seen", "remember"})
+                      "reduce", "resume", "add_rationale", "report", "chart", "scorecard", "seen",
+                      "remember"})
 
 
 class Node:
@@ -133,15 +134,17 @@ class Node:
         await verify_with_venue(self.rest)                        # a refused key stops here, named, never shown
         info = await self.rest.exchange_info()
         self.rest.limiter.configure(info.get("rateLimits", []))
-        self.instruments = self._pick_instruments(from_exchange_info(info))
+        available = from_exchange_info(info)
+        self.instruments = self._pick_instruments(available)
+        context = self._context_instruments(available)
         state = self._open_journal(rest_url)
         kind = self.cfg.venue.transport
         self.ws_api = ws_api_class(kind)(ws_api_url, self.session, creds, self.rest.now_ms, self.rest.limiter,
                                          self.cfg.venue.recv_window_ms) if self.cfg.venue.use_ws_api else None
         self.oms = OrderManager(OrderGateway(self.rest, self.ws_api), self.journal, self.instruments,
-                                self._on_order, self.rest.now_ms)
+                                self._on_order, lambda: self.now() // MS)     # the exchange clock: the sim's tape too
         self.oms.load(state.orders, state.fills)
-        self.feed = make_feed(list(self.instruments.values()), self.cfg)
+        self.feed = make_feed([*self.instruments.values(), *context], self.cfg)
         self._build(state)
         self.md = MarketData(self.feed, self.rest, ws_url, self.session, self.runner.on_update,
                              stream_cls=market_stream_class(kind))
@@ -149,6 +152,7 @@ class Node:
                                on_connect=self._user_connected)
         self._tasks += [asyncio.create_task(self.md.run()), asyncio.create_task(self.user.run())]
         await self._wait_ready()
+        self._start_outcomes(state)
         await self._reconcile(state)
         self._start_guards()
         if self.cfg.venue.kind == "sim" and self.venue is None:
@@ -337,6 +341,29 @@ class Node:
             raise ConfigError(f"the venue does not list {missing}")
         return {s: available[s] for s in wanted}
 
+    def _context_instruments(self, available: dict[str, Instrument]) -> list[Instrument]:
+        """The context symbol (``dataset.context_symbol``), fed but not traded, when the engine trades others
+        and the venue lists it (else nothing, said once in the log)."""
+        sym = self.cfg.dataset.context_symbol
+        if not sym or sym in self.instruments:
+            return []
+        if sym not in available:
+            log.warning("dataset: the venue does not list %s: intents record no cross-symbol context", sym)
+            return []
+        return [available[sym]]
+
+    def _start_outcomes(self, state: Any) -> None:
+        """The decision dataset's horizons (``engine.dataset.outcomes``): those the journal left pending are
+        watched again, or marked missing when they came due while the engine was down."""
+        from engine.dataset.outcomes import Outcomes
+
+        sym = self.cfg.dataset.context_symbol
+        self.runner.context_feed = self.feed[sym] if sym and sym in {sf.symbol for sf in self.feed.symbols} else None
+        self.runner.outcomes = Outcomes(self.journal, self.feed, self.now, self.cfg.feed.stale_ms * MS)
+        lost = self.runner.outcomes.restore(state.outcomes_pending)
+        if lost:
+            log.warning("dataset: %d outcome horizons came due while the engine was down: marked missing", lost)
+
     async def _wait_ready(self, timeout: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
@@ -371,6 +398,9 @@ class Node:
         for sf in self.feed.symbols:
             sf.unavailable = why
             sf.request_resync()
+            if self.runner is not None and self.runner.outcomes is not None:
+                self.runner.outcomes.on_timer(self.now())          # what came due until now is still observed
+                self.runner.outcomes.market_over(sf.symbol, why)
         self.tape_ended.set()
         self.bus.emit_all("risk", f"{why}: no more market data; new intents are refused")
 
@@ -409,7 +439,7 @@ class Node:
         margin = 4 * int(self.cfg.execution.round_trip_ms * MS)
         rec = await reconcile(self.rest, self.oms, state.intents, self.instruments, self.now(), margin)
         for c in rec.close:
-            self.runner.close(c.intent_id, c.state, c.executed, c.note)
+            self.runner.close(c.intent_id, c.state, c.executed, c.note, state.intents.get(c.intent_id))
         await self.journal.sync()
         for r in rec.resume:
             self.runner.resume(r.intent_id, r.row, r.left, r.executed, self._as_sent(r.row))

@@ -517,6 +517,12 @@ async def _in_worker(fn: Any, *args: Any) -> Any:
         return await loop.run_in_executor(start_worker(), fn, *args)
 
 
+async def in_worker(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in the chart worker process (niced, spawned once): for any heavy reading or drawing a front
+    end asks for, so that the event loop only awaits."""
+    return await _in_worker(fn, *args)
+
+
 async def render_async(data: ChartData) -> bytes:
     """``render_png`` in the worker process: the event loop only awaits."""
     return await _in_worker(render_png, data)

@@ -12,6 +12,9 @@ cdef enum:
 
 cdef enum:
     TK_RING = 256          # bookTicker oracle: pending tickers and closed book states kept
+    TR_RING = 16384        # recent trades kept per symbol (the decision dataset's tape at an intent's arrival)
+    MID_RING = 4096        # mid samples kept per symbol, one per MID_STEP_MS of exchange time: ~410 s
+    MID_STEP_MS = 100
 
 
 cdef class SymbolFeed:
@@ -60,12 +63,25 @@ cdef class SymbolFeed:
     cdef public object next_funding_ms    # int: next funding time, ms since the epoch
     cdef public object mark_time_ms       # int: event time of the last markPriceUpdate, ms
     cdef public str unavailable           # why no more market data will come (e.g. the tape ended); "" otherwise
+    # The recent tape and the mid's history, for the decision dataset (engine.dataset.state), off the book path:
+    # a trade costs five stores, a diff one compare (a mid sample at most every MID_STEP_MS of exchange time).
+    cdef int64_t* tr_t                    # TR_RING each: exchange time (ns), price (ticks), qty (lots), trade id
+    cdef int64_t* tr_px
+    cdef int64_t* tr_qty
+    cdef int64_t* tr_id
+    cdef char* tr_sell                    # 1: the buyer was the maker (a sell aggressor)
+    cdef readonly int64_t tr_total        # trades ever put in the ring (the newest is at (tr_total - 1) % TR_RING)
+    cdef int64_t mh_t[MID_RING]
+    cdef double mh_mid[MID_RING]
+    cdef int64_t mh_total
+    cdef int64_t mh_next_ns
 
     cdef int on_depth(self, Msg* m, bytes raw) except -100
     cdef int apply_diff(self, Msg* m) except -100
     cdef int convert(self, Msg* m) noexcept
     cdef int on_ticker(self, Msg* m) noexcept
     cdef int on_trade(self, Msg* m) noexcept
+    cdef void sample_mid(self, int64_t ts) noexcept
     cdef int load_snapshot(self, Msg* m) except -100
     cdef void start_resync(self) noexcept
     cdef void oracle_before_diff(self, int64_t U, int64_t u) noexcept

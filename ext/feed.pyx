@@ -10,7 +10,7 @@ Every bookTicker doubles as a correctness oracle: a ticker whose ``u`` lies in `
 book's top after diff ``k``; checks, mismatches and unchecked tickers are counted per symbol.
 """
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
@@ -60,9 +60,21 @@ cdef class SymbolFeed:
         self.last_ticker_u = -1
         self.mark_price = self.index_price = self.funding_rate = self.next_funding_ms = self.mark_time_ms = None
         self.unavailable = ""
+        self.tr_t = <int64_t*>malloc(TR_RING * sizeof(int64_t))
+        self.tr_px = <int64_t*>malloc(TR_RING * sizeof(int64_t))
+        self.tr_qty = <int64_t*>malloc(TR_RING * sizeof(int64_t))
+        self.tr_id = <int64_t*>malloc(TR_RING * sizeof(int64_t))
+        self.tr_sell = <char*>malloc(TR_RING * sizeof(char))
+        if not (self.tr_t and self.tr_px and self.tr_qty and self.tr_id and self.tr_sell):
+            raise MemoryError("the recent-trades ring")
 
     def __dealloc__(self):
         free(self.changes)
+        free(self.tr_t)
+        free(self.tr_px)
+        free(self.tr_qty)
+        free(self.tr_id)
+        free(self.tr_sell)
 
     # ---- depth -----------------------------------------------------------------------------------------------
 
@@ -149,6 +161,8 @@ cdef class SymbolFeed:
         if self.book.best_bid >= self.book.best_ask and self.book.best_bid != NO_BID \
                 and self.book.best_ask != NO_ASK:
             self.n_crossed += 1
+        if ts >= self.mh_next_ns:
+            self.sample_mid(ts)
         if self.signals_on:
             self.timing.on_depth(self.book, self.changes, n, ts, m.u)
         return K_DEPTH
@@ -279,7 +293,7 @@ cdef class SymbolFeed:
     # ---- trades ----------------------------------------------------------------------------------------------
 
     cdef int on_trade(self, Msg* m) noexcept:
-        cdef int64_t px, qty
+        cdef int64_t px, qty, k
         if to_units(m.p, &self.pgrid, &px) or to_units(m.q, &self.qgrid, &qty):
             self.n_bad += 1
             return E_GRID
@@ -292,11 +306,71 @@ cdef class SymbolFeed:
         self.n_trades += 1
         if self.last_event_ns < m.T * MS:
             self.last_event_ns = m.T * MS
-        if self.signals_on and m.market and qty > 0:
-            self.timing.on_trade(px, qty, m.maker == 1, m.T * MS)
+        if m.market and qty > 0:
+            k = self.tr_total & (TR_RING - 1)
+            self.tr_t[k] = m.T * MS
+            self.tr_px[k] = px
+            self.tr_qty[k] = qty
+            self.tr_id[k] = m.last_id
+            self.tr_sell[k] = m.maker == 1
+            self.tr_total += 1
+            if self.signals_on:
+                self.timing.on_trade(px, qty, m.maker == 1, m.T * MS)
         return m.kind
 
+    cdef void sample_mid(self, int64_t ts) noexcept:
+        """One sample of the mid (ticks) into the history; none while a side is empty."""
+        cdef int64_t j
+        if self.book.best_bid == NO_BID or self.book.best_ask == NO_ASK:
+            return
+        j = self.mh_total & (MID_RING - 1)
+        self.mh_t[j] = ts
+        self.mh_mid[j] = (self.book.best_bid + self.book.best_ask) / 2.0
+        self.mh_total += 1
+        self.mh_next_ns = ts + MID_STEP_MS * MS
+
     # ---- Python API ------------------------------------------------------------------------------------------
+
+    def recent_trades(self, int64_t since_ns) -> dict:
+        """The market trades with exchange time >= ``since_ns`` still in the ring, oldest first, as numpy arrays:
+        ``t_ns``, ``price`` (ticks), ``qty`` (lots), ``trade_id``, ``sell`` (bool: a sell aggressor, the buyer was
+        the maker), and ``covered_ns``: the time of the oldest trade the ring holds (what came before it was never
+        seen, or was overwritten), -1 when it holds none."""
+        cdef int64_t n = min(self.tr_total, <int64_t>TR_RING)
+        cdef int64_t k = 0, i, j
+        while k < n and self.tr_t[(self.tr_total - 1 - k) & (TR_RING - 1)] >= since_ns:
+            k += 1
+        t = np.empty(k, np.int64)
+        px = np.empty(k, np.int64)
+        q = np.empty(k, np.int64)
+        ids = np.empty(k, np.int64)
+        sell = np.empty(k, np.bool_)
+        cdef int64_t[::1] tv = t, pv = px, qv = q, iv = ids
+        cdef unsigned char[::1] sv = sell.view(np.uint8)
+        for i in range(k):
+            j = (self.tr_total - k + i) & (TR_RING - 1)
+            tv[i] = self.tr_t[j]
+            pv[i] = self.tr_px[j]
+            qv[i] = self.tr_qty[j]
+            iv[i] = self.tr_id[j]
+            sv[i] = self.tr_sell[j]
+        covered = -1
+        if self.tr_total:
+            covered = self.tr_t[(self.tr_total - n) & (TR_RING - 1)]
+        return {"t_ns": t, "price": px, "qty": q, "trade_id": ids, "sell": sell, "covered_ns": covered}
+
+    def mid_at(self, int64_t t_ns) -> tuple:
+        """The mid as it was at exchange time ``t_ns``: ``(sample time ns, mid ticks)`` of the newest sample at
+        or before it (a sample is taken at a book update, at most every 100 ms of exchange time, so it is at most
+        100 ms older than ``t_ns`` while updates flow; the sample time says how old), or ``(-1, nan)`` when the history does not reach back
+        that far (the feed started later, or over ~400 s ago)."""
+        cdef int64_t n = min(self.mh_total, <int64_t>MID_RING)
+        cdef int64_t k, j
+        for k in range(n):
+            j = (self.mh_total - 1 - k) & (MID_RING - 1)
+            if self.mh_t[j] <= t_ns:
+                return self.mh_t[j], self.mh_mid[j]
+        return -1, float("nan")
 
     @property
     def synced(self) -> bool:

@@ -32,11 +32,13 @@ class Place:
     tif: str = "IOC"
     reduce_only: bool = False
     tag: str = ""
+    reason: str = ""                  # why, in words, for the decision journal
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
     cid: str
+    reason: str = ""                  # why, in words, for the decision journal
 
 
 Action = Place | Cancel
@@ -142,20 +144,20 @@ class Algo:
     def avg_price_ticks(self) -> float | None:
         return self.notional / self.filled if self.filled else None
 
-    def place(self, qty: int, price: int | None, tif: str, tag: str) -> Place:
-        p = Place(self.new_id(), self.spec.side, qty, price, tif, self.spec.reduce_only, tag)
+    def place(self, qty: int, price: int | None, tif: str, tag: str, reason: str = "") -> Place:
+        p = Place(self.new_id(), self.spec.side, qty, price, tif, self.spec.reduce_only, tag, reason)
         self.live[p.cid] = _Live(p)
         return p
 
-    def cancel(self, cid: str) -> Cancel | None:
+    def cancel(self, cid: str, reason: str = "") -> Cancel | None:
         o = self.live.get(cid)
         if o is None or o.cancel_sent:
             return None
         o.cancel_sent = True
-        return Cancel(cid)
+        return Cancel(cid, reason)
 
-    def cancel_all(self) -> list[Action]:
-        return [c for cid in list(self.live) if (c := self.cancel(cid)) is not None]
+    def cancel_all(self, reason: str = "") -> list[Action]:
+        return [c for cid in list(self.live) if (c := self.cancel(cid, reason)) is not None]
 
     def note(self, now: int, text: str) -> None:
         self.log.append((now, text))
@@ -178,7 +180,7 @@ class Algo:
                 return acts
         if self.remaining <= 0:
             self.finished = not self.live
-            return self.cancel_all()
+            return self.cancel_all("filled: nothing left to execute")
         if self.deadline_fired:
             return self.at_deadline(sf, now)
         return self.step(sf, now)
@@ -201,7 +203,7 @@ class Algo:
         self.note(now, f"rejected for good ({self.failure}): stopping")
         self.deadline_fired = self._completed = True
         self.finished = not self.live
-        return self.cancel_all()
+        return self.cancel_all(f"rejected for good: {self.failure}")
 
     def expire(self, cid: str, now: int, why: str) -> None:
         """An order of ours that was never sent (its deadline passed while it waited): forget it."""
@@ -233,7 +235,7 @@ class Algo:
         acts: list[Action] = []
         if not self.deadline_fired:
             self.deadline_fired = True
-            acts = self.cancel_all()
+            acts = self.cancel_all("deadline rule: nothing rests into the deadline")
             self.note(now, f"deadline: cancelling {len(acts)} resting")
         if self.live:
             return acts
@@ -243,7 +245,8 @@ class Algo:
             return acts
         if self.spec.complete and self.remaining > 0 and not self._completed and not self.dust:
             self._completed = True
-            acts.append(self.place(self.remaining, self.spec.worst, "IOC", "deadline"))
+            acts.append(self.place(self.remaining, self.spec.worst, "IOC", "deadline",
+                                   "deadline rule: IOC the rest at the cap (complete)"))
             self.note(now, f"deadline: IOC {self.remaining} at cap {self.spec.worst}")
             return acts
         self.finished = not self.live

@@ -20,7 +20,7 @@ class Immediate(Algo):
     def decide(self, sf, now: int) -> list[Action]:
         if self.live or self.deadline_fired or self.free <= 0:
             return []
-        return [self.place(self.free, self.spec.worst, "IOC", "now")]
+        return [self.place(self.free, self.spec.worst, "IOC", "now", "immediate: take at once up to the cap")]
 
 
 @dataclass
@@ -38,7 +38,8 @@ class Twap(Algo):
         qty = max(self.spec.min_lots, self.free // left) if left > 1 else self.free
         if not self.split_ok(min(qty, self.free)):
             qty = self.free                       # a slice that would strand dust takes the rest
-        return [self.place(min(qty, self.free), self.spec.worst, "IOC", f"slice{due}")]
+        return [self.place(min(qty, self.free), self.spec.worst, "IOC", f"slice{due}",
+                           f"twap: slice {due} of {self.slices}")]
 
 
 @dataclass
@@ -52,8 +53,8 @@ class PassiveChase(Algo):
         price = self.clamp(own[0])
         acts: list[Action] = []
         for cid, o in list(self.live.items()):
-            if o.place.price != price and (c := self.cancel(cid)) is not None:
+            if o.place.price != price and (c := self.cancel(cid, "chase: the touch moved")) is not None:
                 acts.append(c)
         if not self.live and self.free > 0:
-            acts.append(self.place(self.free, price, "GTX", "join"))
+            acts.append(self.place(self.free, price, "GTX", "join", "join the touch (post-only)"))
         return acts

@@ -71,14 +71,14 @@ class Ladder(Algo):
                 held[rung] = cid
             elif not o.cancel_sent and now - self._last_reprice.get(rung, -(10**18)) >= self.min_reprice_ns:
                 self._last_reprice[rung] = now
-                if (c := self.cancel(cid)) is not None:
+                if (c := self.cancel(cid, f"reprice rung {rung}: its target moved")) is not None:
                     acts.append(c)
         free = self.free
         if free <= 0:
             return acts
         missing = [r for r in range(self.rungs) if r not in held and not self._busy(r)]
         for rung, qty in zip(missing, self.sizes(free, len(missing)), strict=False):
-            p = self.place(qty, prices[rung], "GTC", f"rung{rung}")
+            p = self.place(qty, prices[rung], "GTC", f"rung{rung}", f"rest rung {rung} of {self.rungs}")
             self._rung_of[p.cid] = rung
             acts.append(p)
         return acts

@@ -89,4 +89,4 @@ class Sniper(Algo):
         if not reason:
             return []
         self.note(now, f"fire {self.free} at cap {self.spec.worst}: {reason}")
-        return [self.place(self.free, self.spec.worst, "IOC", "snipe")]
+        return [self.place(self.free, self.spec.worst, "IOC", "snipe", f"fire: {reason}")]

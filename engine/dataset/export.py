@@ -1,18 +1,10 @@
-"""``tapeshot journal export --format jsonl``: the journal as one JSON object a line.
+"""``tapeshot journal export``: the journal as the decision dataset (``docs/dataset.md``, ``tapeshot.dataset/2``).
 
-Lines, each with a ``type``, in this order:
-
-- ``intent``: ``id``, ``created_ms``, ``source``, ``text`` (as the trader sent it), ``symbol``, ``side``
-  (BUY/SELL), ``qty`` (requested, base units), ``window_s``, ``cap`` (price), ``deadline_ms`` (exchange time),
-  ``algo``, ``state``, ``report`` (the execution report, or null), ``rationale``, ``tags`` (the trader's
-  ``#word`` tags, lower-case, without ``#``); the raw integer fields
-  (``qty_lots``, ``cap_ticks``, ``deadline_ns``, ``arrival_ns``) ride along for exactness;
-- ``order``: ``client_order_id``, ``venue_order_id``, ``intent_id``, ``symbol``, ``side``, ``order_type``, ``tif``,
-  ``qty``, ``price``, ``stop_price``, ``reduce_only``, ``close_position``, ``state``, ``filled``, ``avg_price``,
-  ``fees``, ``created_ms``, ``updated_ms``, ``purpose``, ``reason``;
-- ``fill``: ``trade_id`` (the venue's trade id, an integer), ``symbol``, ``side``, ``price``, ``qty``, ``fee``,
-  ``maker``, ``time_ms`` (exchange time), ``client_order_id``, ``intent_id``;
-- ``decision``: ``seq``, ``intent_id``, ``time_ms``, ``kind``, ``data``.
+Records, each with a ``type``, in this order: one ``intent`` per intent (nested ``state``, ``decision``,
+``rationale``, ``outcome``: ``engine.dataset.records``), then one ``order`` per order and one ``fill`` per fill,
+and with ``decisions`` the raw decision journal (``decision``: ``seq``, ``intent_id``, ``time_ms``, ``kind``,
+``data``). ``export_jsonl`` writes them as JSON lines; ``engine.dataset.parquet`` as a partitioned Parquet
+dataset.
 
 Prices, quantities and fees are decimal strings, never floats. The journal is opened read-only (an SQLite
 ``mode=ro`` URI) and read inside one transaction, so the export is a consistent snapshot even while an engine
@@ -30,11 +22,11 @@ from typing import Any, TextIO
 
 import orjson
 
+from engine.dataset.records import IntentRows, intent_record, utc_date
 from engine.errors import ConfigError
 
 TYPES = ("intent", "order", "fill", "decision")
 FORMATS = ("jsonl",)
-_SIDES = {0: "BUY", 1: "SELL", "0": "BUY", "1": "SELL", "BUY": "BUY", "SELL": "SELL"}
 _AVG_PLACES = Decimal("1e-8")
 
 
@@ -57,13 +49,14 @@ def connect_ro(path: str | Path, timeout_s: float = 10.0) -> sqlite3.Connection:
     return conn
 
 
-def export_jsonl(journal_path: str | Path, out: TextIO) -> dict[str, int]:
-    """Write the journal at ``journal_path`` to ``out`` as JSON lines; returns the number of lines per type."""
+def export_jsonl(journal_path: str | Path, out: TextIO, *, decisions: bool = False) -> dict[str, int]:
+    """Write the journal at ``journal_path`` to ``out`` as JSON lines (``decisions``: the raw decision journal
+    too); returns the number of lines per type."""
     counts = dict.fromkeys(TYPES, 0)
     with contextlib.closing(connect_ro(journal_path)) as conn:
         conn.execute("BEGIN")                      # one read transaction: one consistent snapshot
         try:
-            for record in records(conn):
+            for record in records(conn, decisions=decisions):
                 out.write(orjson.dumps(record).decode() + "\n")
                 counts[record["type"]] += 1
         finally:
@@ -71,19 +64,62 @@ def export_jsonl(journal_path: str | Path, out: TextIO) -> dict[str, int]:
     return counts
 
 
-def records(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
-    """Every exported record of an open journal, intents first, then orders, fills and decisions."""
-    grids = _grids(conn)
+def records(conn: sqlite3.Connection, *, decisions: bool = False, batch: int = 200) -> Iterator[dict[str, Any]]:
+    """Every exported record of an open journal: intents (``engine.dataset.records``, ``batch`` at a time so a
+    year of journals streams in bounded memory), then orders and fills (and with ``decisions`` the raw decision
+    journal)."""
     owners = {r["client_order_id"]: r["intent_id"] for r in conn.execute("SELECT client_order_id, intent_id "
                                                                          "FROM orders")}
-    for r in conn.execute("SELECT * FROM intents ORDER BY created_ms, id"):
-        yield intent_record(r, grids)
+    has_outcomes = bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='outcomes'")
+                        .fetchone())
+    ids = [r["id"] for r in conn.execute("SELECT id FROM intents ORDER BY created_ms, id")]
+    for k in range(0, len(ids), batch):
+        yield from (intent_record(rows) for rows in _intent_rows(conn, ids[k:k + batch], has_outcomes))
+    tags = _order_tags(conn)
     for r in conn.execute("SELECT * FROM orders ORDER BY created_ms, client_order_id"):
-        yield order_record(r)
+        yield order_record(r, tags.get(r["client_order_id"], ""))
     for r in conn.execute("SELECT * FROM fills ORDER BY time_ms, trade_id"):
         yield fill_record(r, owners)
-    for r in conn.execute("SELECT * FROM decisions ORDER BY seq"):
-        yield decision_record(r)
+    if decisions:
+        for r in conn.execute("SELECT * FROM decisions ORDER BY seq"):
+            yield decision_record(r)
+
+
+_KINDS = ("arrival_state", "action", "rationale", "refused", "timeline")
+
+
+def _intent_rows(conn: sqlite3.Connection, ids: list[str], has_outcomes: bool) -> list[IntentRows]:
+    """The journal's rows of the intents ``ids``, five queries for the whole batch."""
+    marks = ",".join("?" * len(ids))
+    out = {}
+    for r in conn.execute(f"SELECT * FROM intents WHERE id IN ({marks})", ids):
+        row = dict(r)
+        row["data"], row["report"] = _json(r["data"]) or {}, _json(r["report"])
+        out[r["id"]] = IntentRows(row)
+    kinds = ",".join("?" * len(_KINDS))
+    for r in conn.execute(f"SELECT intent_id, time_ms, kind, data FROM decisions WHERE intent_id IN ({marks}) "
+                          f"AND kind IN ({kinds}) ORDER BY seq", [*ids, *_KINDS]):
+        out[r["intent_id"]].decisions.append({"time_ms": r["time_ms"], "kind": r["kind"], "data": _json(r["data"])})
+    for r in conn.execute(f"SELECT * FROM orders WHERE intent_id IN ({marks})", ids):
+        out[r["intent_id"]].orders.append(dict(r))
+    cids = {o["client_order_id"]: iid for iid, rows in out.items() for o in rows.orders}
+    for r in conn.execute("SELECT * FROM fills WHERE client_order_id IN (SELECT client_order_id FROM orders "
+                          f"WHERE intent_id IN ({marks}))", ids):
+        out[cids[r["client_order_id"]]].fills.append(dict(r))
+    if has_outcomes:
+        for r in conn.execute(f"SELECT * FROM outcomes WHERE intent_id IN ({marks})", ids):
+            out[r["intent_id"]].outcomes.append(dict(r))
+    return [out[i] for i in ids if i in out]
+
+
+def _order_tags(conn: sqlite3.Connection) -> dict[str, str]:
+    """The algorithm's tag of each order it placed (its ``action`` decision)."""
+    out = {}
+    for r in conn.execute("SELECT data FROM decisions WHERE kind='action'"):
+        d = _json(r["data"])
+        if isinstance(d, dict) and d.get("action") == "place" and d.get("cid"):
+            out[d["cid"]] = d.get("tag") or ""
+    return out
 
 
 def _json(text: str | None) -> Any:
@@ -95,36 +131,8 @@ def _json(text: str | None) -> Any:
         return text
 
 
-def intent_record(r: sqlite3.Row, grids: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
-    """An ``intents`` row as an ``intent`` line."""
-    data = _json(r["data"]) or {}
-    data = data if isinstance(data, dict) else {}
-    report = _json(r["report"])
-    report = report if isinstance(report, dict) else None
-    symbol = data.get("symbol") or (report or {}).get("symbol")
-    price_places, qty_places = (grids or {}).get(symbol, (None, None))
-    deadline_ns = data.get("deadline_ns")
-    return {
-        "type": "intent", "id": r["id"], "created_ms": r["created_ms"], "updated_ms": r["updated_ms"],
-        "source": r["source"], "text": r["text"], "kind": data.get("kind"), "symbol": symbol,
-        "side": _SIDES.get(data.get("side"), (report or {}).get("side")),
-        "qty": _first_str(data.get("qty"), (report or {}).get("requested"),
-                          _scaled(data.get("qty_lots"), qty_places)),
-        "window_s": data.get("window_s"), "max_slippage_bps": data.get("max_slippage_bps"),
-        "cap": _first_str(data.get("cap_price"), (report or {}).get("cap"),
-                          _scaled(data.get("cap"), price_places)),
-        "limit": data.get("limit") if data.get("limit") is None else str(data.get("limit")),
-        "deadline_ms": deadline_ns // 1_000_000 if isinstance(deadline_ns, int) else None,
-        "algo": data.get("algo"), "state": r["state"], "report": report, "rationale": data.get("rationale") or "",
-        "tags": [str(t) for t in data.get("tags") or [] if isinstance(t, str)],
-        "reduce_only": data.get("reduce_only"), "user": data.get("user"),
-        "qty_lots": data.get("qty_lots"), "cap_ticks": data.get("cap"), "deadline_ns": deadline_ns,
-        "arrival_ns": data.get("arrival_ns"),
-    }
-
-
-def order_record(r: sqlite3.Row) -> dict[str, Any]:
-    """An ``orders`` row as an ``order`` line (``avg_price``: notional / filled, null when nothing filled)."""
+def order_record(r: sqlite3.Row, tag: str = "") -> dict[str, Any]:
+    """An ``orders`` row as an ``order`` record (``avg_price``: notional / filled, null when nothing filled)."""
     filled = _dec(r["filled"]) or Decimal(0)
     notional = _dec(r["notional"]) or Decimal(0)
     avg = _plain((notional / filled).quantize(_AVG_PLACES)) if filled else None
@@ -134,22 +142,24 @@ def order_record(r: sqlite3.Row) -> dict[str, Any]:
         "tif": r["tif"], "qty": r["qty"], "price": r["price"], "stop_price": r["stop_price"],
         "reduce_only": bool(r["reduce_only"]), "close_position": bool(r["close_position"]), "state": r["state"],
         "filled": r["filled"] or "0", "avg_price": avg, "fees": r["fees"] or "0", "created_ms": r["created_ms"],
-        "updated_ms": r["updated_ms"], "purpose": r["purpose"], "reason": r["reason"] or "",
+        "updated_ms": r["updated_ms"], "purpose": r["purpose"], "tag": tag, "reason": r["reason"] or "",
+        "date": utc_date(r["created_ms"]) if r["created_ms"] else None,
     }
 
 
 def fill_record(r: sqlite3.Row, owners: dict[str, str | None]) -> dict[str, Any]:
-    """A ``fills`` row as a ``fill`` line; the intent is the order's, or read off the client order id."""
+    """A ``fills`` row as a ``fill`` record; the intent is the order's, or read off the client order id."""
     cid = r["client_order_id"]
     return {
-        "type": "fill", "trade_id": int(r["trade_id"]), "symbol": r["symbol"], "side": r["side"],
-        "price": r["price"], "qty": r["qty"], "fee": r["fee"], "maker": bool(r["maker"]), "time_ms": r["time_ms"],
-        "client_order_id": cid, "intent_id": owners.get(cid) or intent_of(cid),
+        "type": "fill", "trade_id": int(r["trade_id"]), "client_order_id": cid,
+        "intent_id": owners.get(cid) or intent_of(cid), "symbol": r["symbol"], "side": r["side"],
+        "price": r["price"], "qty": r["qty"], "fee": r["fee"], "fee_asset": "USDT", "maker": bool(r["maker"]),
+        "time_ms": r["time_ms"], "date": utc_date(r["time_ms"]),
     }
 
 
 def decision_record(r: sqlite3.Row) -> dict[str, Any]:
-    """A ``decisions`` row as a ``decision`` line (its data parsed)."""
+    """A ``decisions`` row as a ``decision`` record (its data parsed)."""
     return {"type": "decision", "seq": r["seq"], "intent_id": r["intent_id"], "time_ms": r["time_ms"],
             "kind": r["kind"], "data": _json(r["data"])}
 
@@ -161,22 +171,6 @@ def intent_of(client_order_id: str | None) -> str | None:
     return client_order_id.split("-", 1)[0]
 
 
-def _grids(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """Per symbol, the decimal places of our order prices (on the tick grid; fills carry the venue's price
-    precision, which may be finer) and quantities, for intents whose record holds only integer ticks and lots
-    and no report yet. An inference: exact for grids that are powers of ten (BTCUSDT 0.1 / 0.001)."""
-    out: dict[str, tuple[int, int]] = {}
-    for r in conn.execute("SELECT symbol, price, qty FROM orders WHERE type='LIMIT' AND price IS NOT NULL"):
-        pp, qp = out.get(r["symbol"], (0, 0))
-        out[r["symbol"]] = (max(pp, _places(r["price"])), max(qp, _places(r["qty"])))
-    return out
-
-
-def _places(text: str | None) -> int:
-    d = _dec(text)
-    return max(0, -d.as_tuple().exponent) if d is not None and isinstance(d.as_tuple().exponent, int) else 0
-
-
 def _dec(text: Any) -> Decimal | None:
     if text is None:
         return None
@@ -184,17 +178,6 @@ def _dec(text: Any) -> Decimal | None:
         return Decimal(str(text))
     except InvalidOperation:
         return None
-
-
-def _scaled(units: Any, places: int | None) -> str | None:
-    """Integer ticks or lots as a decimal string, given the grid's decimal places."""
-    if not isinstance(units, int) or places is None:
-        return None
-    return f"{Decimal(units).scaleb(-places):.{places}f}"
-
-
-def _first_str(*values: Any) -> str | None:
-    return next((str(v) for v in values if v is not None), None)
 
 
 def _plain(d: Decimal) -> str:

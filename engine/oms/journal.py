@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, intent_id TEXT, time_ms INTEGER, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, time_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outcomes (
+    intent_id TEXT NOT NULL, anchor TEXT NOT NULL, h_s INTEGER NOT NULL, symbol TEXT NOT NULL, side TEXT,
+    due_ms INTEGER, anchor_mid TEXT, status TEXT NOT NULL, reason TEXT, observed_ms INTEGER, mid TEXT,
+    PRIMARY KEY (intent_id, anchor, h_s));
+CREATE INDEX IF NOT EXISTS outcomes_by_status ON outcomes(status);
 CREATE INDEX IF NOT EXISTS orders_by_intent ON orders(intent_id);
 CREATE INDEX IF NOT EXISTS decisions_by_intent ON decisions(intent_id);
 """
@@ -93,6 +98,7 @@ class JournalState:
     positions: Book = field(default_factory=Book)
     kv: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)      # message key -> the intent it made ("" if none)
+    outcomes_pending: list[dict] = field(default_factory=list)   # horizons not resolved yet (engine.dataset)
 
 
 class Journal:
@@ -243,6 +249,21 @@ class Journal:
         self._put("INSERT INTO decisions (intent_id, time_ms, kind, data) VALUES (?,?,?,?)",
                   (intent_id, time_ms, kind, dumps(data)))
 
+    def outcome_plan(self, intent_id: str, symbol: str, side: str, anchor: str, rows: list[tuple[int, int | None]],
+                     anchor_mid: str | None, status: str = "pending", reason: str = "") -> None:
+        """An intent's horizons after ``anchor`` (``engine.dataset.outcomes``): ``rows`` of (h_s, due_ms),
+        inserted ``status`` (pending, or n/a); never overwrites one already there."""
+        for h_s, due_ms in rows:
+            self._put("INSERT OR IGNORE INTO outcomes (intent_id, anchor, h_s, symbol, side, due_ms, anchor_mid, "
+                      "status, reason) VALUES (?,?,?,?,?,?,?,?,?)",
+                      (intent_id, anchor, h_s, symbol, side, due_ms, anchor_mid, status, reason))
+
+    def outcome(self, intent_id: str, anchor: str, h_s: int, status: str, observed_ms: int | None = None,
+                mid: str | None = None, reason: str = "") -> None:
+        """A pending horizon resolved: ``observed`` (the mid at ``observed_ms``) or ``missing`` (why)."""
+        self._put("UPDATE outcomes SET status=?, observed_ms=?, mid=?, reason=? WHERE intent_id=? AND anchor=? "
+                  "AND h_s=? AND status='pending'", (status, observed_ms, mid, reason, intent_id, anchor, h_s))
+
     def seen(self, key: str, time_ms: int) -> None:
         """A handled message key (a Telegram update id): it is not handled again, even after a restart."""
         self._put("INSERT OR IGNORE INTO seen (key, time_ms) VALUES (?, ?)", (key, time_ms))
@@ -274,6 +295,8 @@ class Journal:
                 st.kv[r["key"]] = orjson.loads(r["value"])
             for r in conn.execute("SELECT key FROM seen"):
                 st.keys[r["key"]] = ""
+            st.outcomes_pending = [dict(r) for r in conn.execute(
+                "SELECT * FROM outcomes WHERE status='pending' ORDER BY due_ms")]
         for iid, row in st.intents.items():                 # an intent's key is in its own row: one commit
             if row["data"].get("key"):
                 st.keys[row["data"]["key"]] = iid

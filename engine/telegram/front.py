@@ -59,6 +59,7 @@ from engine.telegram.text import (
 log = logging.getLogger(__name__)
 Ctx = ContextTypes.DEFAULT_TYPE
 COMMAND_TIMEOUT_S = 20.0
+SCORECARD_TIMEOUT_S = 120.0           # a year of journals is scored in the worker process: allow for it
 KILL_CONFIRM_S = 60.0
 GATE_GROUP = -1              # the handler group of the de-duplication gate: before every other handler
 INTENT_COMMANDS = {"long": "long", "short": "short", "buy": "buy", "sell": "sell", "flat": "flat", "exit": "exit",
@@ -130,7 +131,8 @@ class TelegramFront:
         on = {"start": self.cmd_help, "help": self.cmd_help, "preview": self.cmd_preview,
               "status": self.cmd_status, "pos": self.cmd_pos, "orders": self.cmd_orders, "pnl": self.cmd_pnl,
               "limits": self.cmd_limits, "kill": self.cmd_kill, "reduce": self.cmd_reduce,
-              "resume": self.cmd_resume, "why": self.cmd_why, "report": self.cmd_report}
+              "resume": self.cmd_resume, "why": self.cmd_why, "report": self.cmd_report,
+              "scorecard": self.cmd_scorecard}
         on.update({name: self.cmd_intent for name in INTENT_COMMANDS})
         for name, fn in on.items():
             self.app.add_handler(CommandHandler(name, fn, filters=only_new, block=False))
@@ -279,6 +281,7 @@ class TelegramFront:
         return str(update.effective_user.id)
 
     async def _ask(self, coro: Awaitable[Any]) -> Any:
+        """A command's answer, bounded by ``COMMAND_TIMEOUT_S``."""
         return await asyncio.wait_for(coro, COMMAND_TIMEOUT_S)
 
     # -- intents: plain text, /long /short /flat, the large-intent confirmation, and the rationale replies
@@ -457,6 +460,20 @@ class TelegramFront:
         msg = await self.answer(update, fmt_report(report, intent_id))
         if msg is not None:
             self.remember_report(msg.chat_id, msg.message_id, intent_id)
+
+    @authorised("scorecard")
+    async def cmd_scorecard(self, update: Update, context: Ctx) -> None:
+        score = getattr(self.commands, "scorecard", None)
+        if score is None:
+            await self.answer(update, "no scorecard here")
+            return
+        await self.answer(update, "📊 scoring your calls against the market and a random control…")
+        text, png = await asyncio.wait_for(score(), SCORECARD_TIMEOUT_S)
+        msg = await self.answer(update, f"📊 {text}")
+        if png is not None and msg is not None:
+            await self.outbox.send_photo(msg.chat_id, png, "scorecard: edge by horizon (control beside it) and "
+                                         "cumulative PnL split into direction and execution", msg.message_id,
+                                         filename="scorecard.png")
 
     # -- acting (traders)
 

@@ -247,10 +247,11 @@ class Outbox:
         return await self._call("editMessageText", self.front.bot.edit_message_text, chat_id=chat_id,
                                 message_id=message_id, text=clip(text), reply_markup=markup)
 
-    async def send_photo(self, chat_id: int, png: bytes, caption: str, reply_to: int | None = None) -> Any:
+    async def send_photo(self, chat_id: int, png: bytes, caption: str, reply_to: int | None = None,
+                         filename: str = "execution.png") -> Any:
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         return await self._call("sendPhoto", self.front.bot.send_photo, chat_id=chat_id,
-                                photo=InputFile(png, filename="execution.png"), caption=clip(caption, 1024),
+                                photo=InputFile(png, filename=filename), caption=clip(caption, 1024),
                                 reply_parameters=reply)
 
     async def _call(self, what: str, fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:

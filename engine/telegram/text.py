@@ -16,7 +16,8 @@ MAX_TEXT = 4096
 WHY_NOW = "🤔 why now? Reply to this message with your reason (#tags welcome), or 'skip'."
 GENERIC_FAILURE = "Sorry, that failed unexpectedly; it is logged. Check /status before retrying."
 REFUSAL = "Sorry, this bot only takes instructions from its registered traders."
-VIEWER_ONLY = "👁 Your role is viewer: you can read (/status, /pos, /orders, /pnl, /limits, /report), not trade."
+VIEWER_ONLY = ("👁 Your role is viewer: you can read (/status, /pos, /orders, /pnl, /limits, /report, /scorecard), "
+               "not trade.")
 REPORT_HEAD = re.compile(r"^🏁 (i[\w-]+) ")   # a report message's first line names its intent
 WHY_HEAD = re.compile(r"^🤔 (i[\w-]+): why now\?")   # the why-now question names its intent
 
@@ -41,6 +42,7 @@ Read:
   /limits         risk limits and kill-switch triggers
   /preview <intent>  what it would do now, without doing it
   /report <id>    an execution report again
+  /scorecard      your calls against the market and a random control
 Act (traders):
   /kill [reason]  cancel everything and halt (asks to confirm)
   /reduce [reason]  only flat and TP/SL go out until /resume
@@ -51,7 +53,8 @@ COMMAND_MENU = (("long", "enter long: /long btc 0.5 30s"), ("short", "enter shor
                 ("flat", "exit a position: /flat btc"), ("status", "state, books, venue, working intents"),
                 ("pos", "positions"), ("orders", "open orders"), ("pnl", "realised, unrealised, fees, today"),
                 ("limits", "risk limits and kill-switch triggers"), ("preview", "what an intent would do now"),
-                ("report", "an intent's execution report"), ("why", "record an intent's reason"),
+                ("report", "an intent's execution report"), ("scorecard", "your calls scored against the market"),
+                ("why", "record an intent's reason"),
                 ("kill", "cancel everything and halt (confirm)"), ("reduce", "only flat and TP/SL until /resume"),
                 ("resume", "allow new orders again"), ("help", "the intent grammar"))
 

@@ -180,6 +180,13 @@ def test_commands_intents_why_now_and_units(tmp_path: Path) -> None:
             assert photo["caption"].startswith(iid) and photo["reply_to_message"]["message_id"] == report["message_id"]
             (r,) = rationales(node, iid)
             assert r["text"] == "offers pulled above" and r["tags"] == ["spoof"] and r["when"] == "before_outcome"
+            tg.send_text(TRADER, "/scorecard")                              # the calls against a random control
+            card = await answer(tg, TRADER, "📊 Scorecard: 1 entry scored", 60)
+            assert "spoof" in card["text"] and "random" in card["text"] and "Verdict: too few" in card["text"]
+            await wait_for(lambda: len(tg.photos(TRADER)) == 2, 60)
+            sc = tg.photos(TRADER)[1]
+            assert sc["caption"].startswith("scorecard") and sc["reply_to_message"]["message_id"] == card["message_id"]
+            assert tg.photo_bytes(sc)[:8] == b"\x89PNG\r\n\x1a\n"
 
             tg.send_text(TRADER, "/pnl")
             pnl = await answer(tg, TRADER, "unrealised")

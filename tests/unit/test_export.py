@@ -55,23 +55,26 @@ def lines(text: str) -> list[dict]:
 def test_one_line_per_intent_order_fill_and_decision(tmp_path):
     j = build(tmp_path / "journal.sqlite")
     out = io.StringIO()
-    counts = export_jsonl(j.path, out)
+    counts = export_jsonl(j.path, out, decisions=True)
     j.close()
     rows = lines(out.getvalue())
     assert counts == {"intent": 1, "order": 1, "fill": 2, "decision": 2}
     assert [r["type"] for r in rows] == ["intent", "order", "fill", "fill", "decision", "decision"]
     intent, order, fill = rows[0], rows[1], rows[2]
-    assert intent["id"] == IID and intent["text"] == "long btc 0.3 8s ladder max 8bps -- bid absorbing"
-    assert (intent["symbol"], intent["side"], intent["qty"], intent["cap"], intent["algo"]) == \
+    d = intent["decision"]
+    assert intent["id"] == IID and d["text"] == "long btc 0.3 8s ladder max 8bps -- bid absorbing"
+    assert (intent["symbol"], intent["side"], d["qty"], d["cap"], d["algo"]) == \
         ("BTCUSDT", "BUY", "0.300", "28167.6", "ladder")
-    assert intent["deadline_ms"] == 1680652709266 and intent["window_s"] == 8.0 and intent["state"] == "done"
-    assert intent["rationale"] == "bid absorbing" and intent["report"]["filled"] == "0.300"
+    assert d["deadline_ms"] == 1680652709266 and d["window_s"] == 8.0 and intent["status"] == "done"
+    assert intent["rationale"]["text"] == "bid absorbing" and intent["outcome"]["filled_qty"] == "0.300"
+    assert intent["state"] is None                  # a journal from before the dataset: no arrival state...
+    assert {h["status"] for h in intent["outcome"]["horizons"]} == {"missing"}     # ...and no horizons, said so
     assert order["client_order_id"] == f"{IID}-1" and order["intent_id"] == IID and order["venue_order_id"] == 7
     assert (order["qty"], order["price"], order["filled"], order["avg_price"]) == ("0.300", "28145.1", "0.300",
                                                                                   "28145.1")
     assert fill == {"type": "fill", "trade_id": 3535186096, "symbol": "BTCUSDT", "side": "BUY", "price": "28145.10",
                     "qty": "0.004", "fee": "0.02251608", "maker": True, "time_ms": 1680652702258,
-                    "client_order_id": f"{IID}-1", "intent_id": IID}
+                    "client_order_id": f"{IID}-1", "intent_id": IID, "fee_asset": "USDT", "date": "2023-04-04"}
     assert rows[4]["kind"] == "arrival" and rows[4]["data"]["algo"] == "ladder"
 
 
@@ -92,8 +95,8 @@ def test_a_working_intent_without_report_still_has_its_size_and_cap(tmp_path):
     export_jsonl(j.path, out)
     j.close()
     intent = lines(out.getvalue())[0]
-    assert intent["state"] == "working" and intent["report"] is None
-    assert (intent["qty"], intent["cap"]) == ("0.300", "28167.6")      # from lots and ticks, on the orders' grid
+    assert intent["status"] == "working" and intent["outcome"]["filled_qty"] == "0.300"
+    assert intent["decision"]["qty"] == "0.300"                      # from lots, on the orders' grid
 
 
 def test_export_reads_while_the_writer_commits_and_never_writes(tmp_path):
