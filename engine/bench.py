@@ -134,6 +134,25 @@ def msg_to_decision(tape: Tape) -> dict[str, float]:
     return _pcts(ns[_depth_mask(rest)])
 
 
+def arrival_capture_us(tape: Tape, n: int = 300) -> float:
+    """The decision dataset's copy of the market when an intent arrives (``engine.dataset.state``: the top 20
+    levels a side, the last 30 s of trades, every signal, the context symbol), serialized for the journal: median
+    µs. Once per intent, never per event; it runs before the intent's journal sync."""
+    from engine.dataset.state import capture, journal_bytes
+
+    feed = Feed(tape.instruments)
+    feed.replay(tape.messages[: len(tape.messages) * 3 // 4])
+    sf = next((s for s in feed.symbols if s.synced), feed.symbols[0])
+    ctx = next((s for s in feed.symbols if s is not sf), None)
+    now = sf.last_event_ns
+    ns = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        journal_bytes(capture(sf, now, sf.timing.snapshot(now), ctx))
+        ns.append(time.perf_counter_ns() - t0)
+    return round(statistics.median(ns) / 1e3, 1)
+
+
 def replay_events_per_s(tape: Tape, repeats: int = 5) -> float:
     """Recorded events per second through parse, depth sync, book and signals (median of repeats)."""
     rates = []
@@ -169,6 +188,7 @@ def run(paths: list[str | Path] | None = None, sockets: bool = True) -> dict:
         "msg_to_book_us": msg_to_book(tape),
         "msg_to_decision_us": msg_to_decision(tape),
         "replay_events_per_s": replay_events_per_s(tape),
+        "arrival_capture_us": arrival_capture_us(tape),
         "orjson_loads_depth_us": orjson_depth_us(tape),
         "sim_replay": sim_replay_speed(tape.paths, speed=300.0),
     }

@@ -367,7 +367,8 @@ class Node:
     async def _wait_ready(self, timeout: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while not (self.user.connected.is_set() and all(sf.synced for sf in self.feed.symbols)):
+        traded = [sf for sf in self.feed.symbols if sf.symbol in self.instruments]   # not the context symbol
+        while not (self.user.connected.is_set() and all(sf.synced for sf in traded)):
             if loop.time() > end or any(t.done() for t in self._tasks):
                 raise StateError(f"not ready after {loop.time() - end + timeout:.0f} s: {'; '.join(self._not_ready())}")
             await asyncio.sleep(0.02)

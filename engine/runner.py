@@ -80,10 +80,12 @@ async def run_engine(cfg: Config, demo: bool = False) -> int:
     else:
         node.subscribe(_printer)
     print(_fronts_line(cfg, console is not None, sock, telegram), flush=True)
-    if demo:
-        waits.append(asyncio.create_task(_demo(node)))
+    script = asyncio.create_task(_demo(node)) if demo else None
+    waits += [script] if script else []
     waits.append(asyncio.create_task(node.tape_ended.wait()))
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if script is not None and not script.done() and node.tape_ended.is_set():
+        await asyncio.wait([script], timeout=2.0)          # its last words: the dataset's horizons
     if node.tape_ended.is_set():
         print("the recorded tape has ended: no more market data; stopping", flush=True)
     for t in waits:
@@ -167,15 +169,32 @@ async def _demo(node: Node) -> None:
     await asyncio.sleep(1.0)
     terms = [_DemoTerms(node, s) for s in list(node.instruments)[:2]]
     a, others = terms[0], terms[1:]
-    await together(f"long {a.base} {a.size} 20s max 8bps -- demo: bids absorbing",
-                   *(f"short {t.base} {t.size} 20s max 8bps -- demo: offers stacking" for t in others))
+    await together(f"long {a.base} {a.size} 20s max 8bps -- demo: bids absorbing #absorption",
+                   *(f"short {t.base} {t.size} 20s max 8bps -- demo: offers stacking #stacking" for t in others))
     for t in terms:
         await together(f"tp {t.base} {t.level('1.004' if t is a else '0.996')}")
         await together(f"sl {t.base} {t.level('0.996' if t is a else '1.004')}")
     await together(*(f"flat {t.base} 10s" for t in terms))
-    await together(f"short {a.base} {a.size * 2} 25s ladder max 6bps -- demo: offers stacking",
-                   *(f"long {t.base} {t.size} 25s max 8bps -- demo: bids absorbing" for t in others))
+    await together(f"short {a.base} {a.size * 2} 25s ladder max 6bps -- demo: offers stacking #stacking",
+                   *(f"long {t.base} {t.size} 25s max 8bps -- demo: bids absorbing #absorption" for t in others))
     await together(*(f"flat {t.base} 10s" for t in terms))
+    await _demo_outcomes(node)
+
+
+async def _demo_outcomes(node: Node) -> None:
+    """Wait for the decision dataset's horizons (1 s to 300 s after each intent's arrival and last fill): those
+    the tape outlasts are observed, the rest are marked missing when it ends. Then say how to get them out."""
+    out = node.runner.outcomes
+    if out is None or not out.pending:
+        return
+    print(f"waiting for the market after each intent ({out.pending} horizons, up to 300 s; those past the end of "
+          "the tape are marked missing, never guessed)", flush=True)
+    while out.pending and not node.tape_ended.is_set():
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)
+    print(f"dataset: {out.observed} horizons observed, {out.missing} missing; see them with 'tapeshot journal "
+          "export --format parquet --out DIR' and score the calls with 'tapeshot scorecard' (the demo's calls are "
+          "scripted: the scorecard shows the mechanics, not skill)", flush=True)
 
 
 class _DemoTerms:

@@ -31,8 +31,10 @@ class Export:
     def of(cls, rows: list[dict[str, Any]]) -> Export:
         ex = cls()
         for r in rows:
-            if r["type"] == "intent":
-                ex.intents[r["id"]] = r
+            if r["type"] == "intent":            # the few fields the checks read, flat (tapeshot.dataset/2)
+                d = r.get("decision") or {}
+                ex.intents[r["id"]] = {"id": r["id"], "symbol": r.get("symbol"), "state": r.get("status"),
+                                       "qty": d.get("qty"), "text": d.get("text"), "deadline_ms": d.get("deadline_ms")}
             elif r["type"] == "order":
                 ex.orders[r["client_order_id"]] = r
             elif r["type"] == "fill":

@@ -516,7 +516,7 @@ def _saving_words(e: dict) -> str:
         return f"too few executions to compare with an immediate fill (n={e['n']})"
     lo, hi = e["saving_ci"]
     how = ("better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from")
-    return (f"the execution did {how} an immediate fill on the arrival book: saving {_b(e['saving_bps'])} bps "
+    return (f"the execution was {how} an immediate fill on the arrival book: saving {_b(e['saving_bps'])} bps "
             f"{_ci(e['saving_ci'])} (n={e['n']})")
 
 

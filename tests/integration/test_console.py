@@ -172,9 +172,11 @@ def test_tags_and_the_reason_reach_the_journal_export(tmp_path):
             await say(con, out, "long btc 0.01 10s why absorption at 70k #Absorption #spoof")
             await wait_for(lambda: "DONE BUY" in out.getvalue())
             buf = io.StringIO()
-            export_jsonl(node.paths()[0], buf)
+            export_jsonl(node.paths()[0], buf, decisions=True)
         intents = [r for r in map(json.loads, buf.getvalue().splitlines()) if r["type"] == "intent"]
-        assert intents[0]["rationale"] == "absorption at 70k" and intents[0]["tags"] == ["absorption", "spoof"]
+        why = intents[0]["rationale"]
+        assert why["text"] == "absorption at 70k" and why["tags"] == ["absorption", "spoof"]
+        assert why["entries"][0]["when"] == "with_intent"
         decisions = [r for r in map(json.loads, buf.getvalue().splitlines())
                      if r["type"] == "decision" and r["kind"] == "arrival"]
         assert decisions[0]["data"]["tags"] == ["absorption", "spoof"]
