@@ -139,11 +139,16 @@ def arrival_capture_us(tape: Tape, n: int = 300) -> float:
     levels a side, the last 30 s of trades, every signal, the context symbol), serialized for the journal: median
     µs. Once per intent, never per event; it runs before the intent's journal sync."""
     from engine.dataset.state import capture, journal_bytes
+    from engine.feed.recording import read_messages, sample_paths
+    from engine.model import KNOWN_INSTRUMENTS
 
-    feed = Feed(tape.instruments)
+    feed = Feed(tape.instruments[:1])
     feed.replay(tape.messages[: len(tape.messages) * 3 // 4])
-    sf = next((s for s in feed.symbols if s.synced), feed.symbols[0])
-    ctx = next((s for s in feed.symbols if s is not sf), None)
+    sf = feed.symbols[0]
+    other = Feed([KNOWN_INSTRUMENTS["ETHUSDT"]])          # a context symbol's feed (the bundled ETHUSDT minutes)
+    eth = read_messages([sample_paths()[1]])
+    other.replay(eth[: len(eth) * 3 // 4])
+    ctx = other.symbols[0]
     now = sf.last_event_ns
     ns = []
     for _ in range(n):

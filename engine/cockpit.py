@@ -195,15 +195,16 @@ class Cockpit:
 
     async def add_rationale(self, intent_id: str, text: str, *, user: str) -> None:
         """Store the trader's reason for ``intent_id`` (``skip``: asked and declined). ``#tags`` are kept apart;
-        ``when`` says whether it was given before the outcome was known (the intent still working, or finished
-        with its markouts pending) or after: research must be able to tell them apart."""
+        ``when`` says whether it was given before the outcome was known (the intent still working: nothing of
+        its result has been reported) or after (its report is out: hindsight); research must be able to tell
+        them apart, and the time is kept for a stricter cut."""
         live = self.runner.intents.get(intent_id)
         if live is None and not self.journal.query("SELECT id FROM intents WHERE id=?", (intent_id,)):
             raise ConfigError(f"no intent {intent_id}")
         body, tags = split_tags(text)
         tags = list(tags)
         skipped = body.lower() in ("skip", "-", "no", "none", "pass") and not tags
-        before = live is not None and (live.state.live or not (live.report or {}).get("markouts_final"))
+        before = live is not None and (live.state.live or live.state.value == "accepted")
         self.journal.decision(intent_id, self.runner.clock() // MS, "rationale",
                               {"text": "" if skipped else body, "tags": tags, "skipped": skipped, "user": user,
                                "when": "before_outcome" if before else "after_outcome"})

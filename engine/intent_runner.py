@@ -174,7 +174,7 @@ class IntentRunner:
                                                             "algo": li.algo.name, "why": why,
                                                             "rationale": intent.rationale,
                                                             "tags": list(intent.tags)})
-        self._journal_state(li, sf, now, arrival)
+        state = self._capture(li, sf, now, arrival)
         try:
             await self.journal.sync()                            # durable before anything is sent
         except BaseException:
@@ -183,17 +183,32 @@ class IntentRunner:
         echo = f"{intent.describe()} -> {li.algo.name} ({why}); cap {inst.fmt_price(spec.cap)}"
         echo += "".join(f"; {note}" for note in sizing.notes)
         self._start(li, echo)
+        self._journal_state(li, now, state)              # after the first order: serializing it costs µs
         return Submitted(li.id, echo, {"mid": str(Decimal(repr(arrival.mid_ticks)) * inst.tick_size),
                                        "bid": arrival.bid, "ask": arrival.ask})
 
-    def _journal_state(self, li: LiveIntent, sf: Any, now: int, arrival: Arrival) -> None:
-        """The decision dataset's record of the arrival (``engine.dataset.state``: the book's top 20 levels, the
-        last 30 s of trades, the mark price, the context symbol) and the horizons to watch after it."""
+    def _capture(self, li: LiveIntent, sf: Any, now: int, arrival: Arrival) -> dict | None:
+        """The decision dataset at the arrival: the market copied (``engine.dataset.state``: the book's top 20
+        levels, the last 30 s of trades, the mark price, the context symbol) and the horizons to watch after it
+        planned. Never in an execution's way: a failure here is logged and the intent goes on without it."""
         ctx = self.context_feed if self.context_feed is not None and self.context_feed is not sf else None
-        self.journal.decision(li.id, now // MS, "arrival_state", journal_bytes(capture(sf, now, arrival.signals, ctx)))
-        if self.outcomes is not None:
-            mid = Decimal(repr(arrival.mid_ticks)) * li.inst.tick_size
-            self.outcomes.arm(li.id, li.inst.symbol, _side(li), "arrival", now, mid)
+        try:
+            state = capture(sf, now, arrival.signals, ctx)
+            if self.outcomes is not None:
+                mid = Decimal(repr(arrival.mid_ticks)) * li.inst.tick_size
+                self.outcomes.arm(li.id, li.inst.symbol, _side(li), "arrival", now, mid)
+        except Exception:                                  # the dataset never stops an execution
+            log.exception("dataset: the arrival of %s was not recorded", li.id)
+            return None
+        return state
+
+    def _journal_state(self, li: LiveIntent, now: int, state: dict | None) -> None:
+        if state is None:
+            return
+        try:
+            self.journal.decision(li.id, now // MS, "arrival_state", journal_bytes(state))
+        except Exception:
+            log.exception("dataset: the arrival state of %s was not journalled", li.id)
 
     def _check_feed(self, sf: Any, now: int) -> None:
         """An intent cannot work on a (synced) book that has had no market data for longer than the feed's stale
@@ -384,7 +399,10 @@ class IntentRunner:
     def on_timer(self) -> None:
         now = self.clock()
         if self.outcomes is not None:
-            self.outcomes.on_timer(now)
+            try:
+                self.outcomes.on_timer(now)
+            except Exception:                            # the dataset never stops the algorithms' timer
+                log.exception("dataset: outcome horizons")
         for sym, lst in list(self.active.items()):
             sf = self.feed[sym]
             for li in list(lst):
@@ -423,16 +441,27 @@ class IntentRunner:
             self.bus.spawn(self._publish_report(li, "markouts"))
 
     def _arm_last_fill(self, li: LiveIntent) -> None:
-        """The execution ended: the horizons after its last fill (or n/a, nothing filled)."""
+        """The execution ended: the horizons after its last fill (or n/a, nothing filled). A resumed intent
+        whose last fill came before the restart anchors at the venue's time of it, its mid unknown."""
         if self.outcomes is None:
             return
         tr = li.tracker
-        if not tr.fills:
-            self.outcomes.not_applicable(li.id, li.inst.symbol, _side(li), "last_fill", "nothing filled")
-            return
-        mid = tr.last_fill_mid
-        anchor_mid = Decimal(repr(mid)) * li.inst.tick_size if mid == mid else None
-        self.outcomes.arm(li.id, li.inst.symbol, _side(li), "last_fill", max(f[0] for f in tr.fills), anchor_mid)
+        try:
+            if not tr.fills:
+                self.outcomes.not_applicable(li.id, li.inst.symbol, _side(li), "last_fill", "nothing filled")
+                return
+            mid = tr.last_fill_mid
+            if mid == mid:
+                anchor_mid = Decimal(repr(mid)) * li.inst.tick_size
+                self.outcomes.arm(li.id, li.inst.symbol, _side(li), "last_fill", max(f[0] for f in tr.fills),
+                                  anchor_mid)
+                return
+            rows = self.journal.query("SELECT max(time_ms) AS t FROM fills WHERE client_order_id IN (SELECT "
+                                      "client_order_id FROM orders WHERE intent_id=?)", (li.id,))
+            t = rows[0]["t"] if rows and rows[0]["t"] is not None else max(f[0] for f in tr.fills) // MS
+            self.outcomes.arm(li.id, li.inst.symbol, _side(li), "last_fill", t * MS, None)
+        except Exception:
+            log.exception("dataset: the last-fill horizons of %s", li.id)
 
     def _settled(self, li: LiveIntent) -> bool:
         orders = self.oms.orders

@@ -396,12 +396,14 @@ class Node:
     def _market_over(self, why: str) -> None:
         if self.tape_ended.is_set():
             return
+        outcomes = self.runner.outcomes if self.runner is not None else None
+        if outcomes is not None:
+            outcomes.on_timer(self.now())                   # what came due until now is still observed, live
         for sf in self.feed.symbols:
             sf.unavailable = why
             sf.request_resync()
-            if self.runner is not None and self.runner.outcomes is not None:
-                self.runner.outcomes.on_timer(self.now())          # what came due until now is still observed
-                self.runner.outcomes.market_over(sf.symbol, why)
+            if outcomes is not None:
+                outcomes.market_over(sf.symbol, why)
         self.tape_ended.set()
         self.bus.emit_all("risk", f"{why}: no more market data; new intents are refused")
 

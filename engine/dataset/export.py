@@ -14,6 +14,7 @@ writes to it (WAL readers never block the writer, and the engine's lock file is 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
@@ -25,6 +26,7 @@ import orjson
 from engine.dataset.records import IntentRows, intent_record, utc_date
 from engine.errors import ConfigError
 
+log = logging.getLogger(__name__)
 TYPES = ("intent", "order", "fill", "decision")
 FORMATS = ("jsonl",)
 _AVG_PLACES = Decimal("1e-8")
@@ -74,7 +76,12 @@ def records(conn: sqlite3.Connection, *, decisions: bool = False, batch: int = 2
                         .fetchone())
     ids = [r["id"] for r in conn.execute("SELECT id FROM intents ORDER BY created_ms, id")]
     for k in range(0, len(ids), batch):
-        yield from (intent_record(rows) for rows in _intent_rows(conn, ids[k:k + batch], has_outcomes))
+        for rows in _intent_rows(conn, ids[k:k + batch], has_outcomes):
+            try:
+                yield intent_record(rows)
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:   # one damaged row: said, skipped
+                log.warning("export: intent %s skipped: unreadable (%s: %s)", rows.intent.get("id"),
+                            type(exc).__name__, exc)
     tags = _order_tags(conn)
     for r in conn.execute("SELECT * FROM orders ORDER BY created_ms, client_order_id"):
         yield order_record(r, tags.get(r["client_order_id"], ""))

@@ -4,9 +4,11 @@ For every intent the engine journals ten horizon rows (``outcomes`` table; ``doc
 and 300 s after the ``arrival`` and after the ``last_fill``. A row is ``pending`` until it comes due, then
 ``observed`` (the mid, and when it was read) or ``missing`` (why). Nothing is ever guessed:
 
-- a horizon is read from the live book when it comes due (the runner's timer looks every ``timer_ms``), or,
-  when it came due a moment before anyone looked (the last fill's anchor is only known when the execution
-  ends), from the feed's mid history (``SymbolFeed.mid_at``: a sample at most 100 ms older than the due time);
+- a horizon is read from the live, fresh book when it comes due (the runner's timer looks every ``timer_ms``),
+  or, when it came due before anyone looked (the last fill's anchor is only known when the execution ends),
+  from the feed's mid history (``SymbolFeed.mid_at``): the mid in force at the due time, as sampled at a book
+  update (at most every 100 ms; ``observed_ms`` is the sample's time, never after the due time). A resync
+  marks the history unknown from its start, and a sample older than the feed's stale limit does not count;
 - a horizon that came due while the engine was down (found pending at start-up, due before it), while the
   symbol's book was not synced, or after the tape ended, is ``missing`` with the reason;
 - the rows already resolved are in the journal: a restart keeps them, and carries on with the pending ones.
@@ -114,13 +116,16 @@ class Outcomes:
             return self._missing(d, f"{d.symbol} is not in the feed")
         if d.due_ns < self.started_ns:
             return self._missing(d, "engine down when it came due")
-        if now - d.due_ns <= LIVE_LAG_NS and sf.synced and not sf.unavailable:
+        fresh = sf.synced and not sf.unavailable and now - sf.last_book_ns <= self.stale_ns
+        if now - d.due_ns <= LIVE_LAG_NS and fresh:
             mid = sf.book.mid
             if mid == mid:
                 return self._observed(d, now, mid, sf)
-        t, mid = sf.mid_at(d.due_ns)
-        if t >= 0 and mid == mid and d.due_ns - t <= self.stale_ns and t >= self.started_ns:
-            return self._observed(d, d.due_ns, mid, sf)
+        t, mid = sf.mid_at(d.due_ns)                    # the mid in force at the due time, sampled at t
+        if t >= 0 and mid != mid:
+            return self._missing(d, "book not synced when it came due")
+        if t >= 0 and d.due_ns - t <= self.stale_ns and t >= self.started_ns:
+            return self._observed(d, t, mid, sf)
         if sf.unavailable:
             why = sf.unavailable
         elif not sf.synced:

@@ -45,7 +45,8 @@ from engine.errors import ConfigError, DataError
 MARKER = "_tapeshot.json"
 DIRS = {"intent": "intents", "order": "orders", "fill": "fills"}
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"        # the Hive spelling of a null partition value (read back as null)
-ROWS_PER_GROUP = 1000                           # rows buffered per partition before a row group is written
+ROWS_PER_GROUP = {"intent": 128, "order": 1000, "fill": 1000}   # rows per row group, per record type
+MAX_BUFFERED = 2000                             # rows buffered over all partitions before every buffer is written
 MAX_OPEN_FILES = 32                             # open Parquet writers; the least recently used is closed beyond
 _OWN_TIME = {"intent": "created_ms", "order": "created_ms", "fill": "time_ms"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,10 +85,10 @@ def write_parquet(records: Iterable[dict[str, Any]], out_dir: str | Path, *, ove
     return counts
 
 
-def read_dataset(path: str | Path, kind: str = "intent") -> list[dict[str, Any]]:
+def read_dataset(path: str | Path, kind: str = "intent", *, without: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The records of one type of the dataset at ``path`` (its root, or its ``intents/`` directory for intents),
     as dicts like the JSON lines' (``type`` and the partition columns included; decimals as ``Decimal``, maps as
-    dicts), by time."""
+    dicts), by time. ``without``: top-level columns not read at all (e.g. the bulky ``state``)."""
     root = Path(path).expanduser()
     where = root / DIRS[kind] if (root / DIRS[kind]).is_dir() else root
     if not where.is_dir() or (where == root and not any(where.glob("date=*"))):
@@ -95,15 +96,16 @@ def read_dataset(path: str | Path, kind: str = "intent") -> list[dict[str, Any]]
     schema = pa.unify_schemas([file_schema(kind), partition_schema()])
     dataset = ds.dataset(where, schema=schema, format="parquet",
                          partitioning=ds.partitioning(partition_schema(), flavor="hive"))
-    rows = [{"type": kind, **from_arrow_row(r, SCHEMAS[kind])} for r in dataset.to_table().to_pylist()]
+    columns = [n for n in schema.names if n not in without]
+    rows = [{"type": kind, **from_arrow_row(r, SCHEMAS[kind])} for r in dataset.to_table(columns=columns).to_pylist()]
     key = _OWN_TIME[kind]
     rows.sort(key=lambda r: (r.get(key) is None, r.get(key) or 0))
     return rows
 
 
-def read_intents(path: str | Path) -> list[dict[str, Any]]:
+def read_intents(path: str | Path, *, without: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The intent records of the dataset at ``path`` (see ``read_dataset``), by ``created_ms``."""
-    return read_dataset(path, "intent")
+    return read_dataset(path, "intent", without=without)
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -199,6 +201,7 @@ class _Partitions:
         self.buffers: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.writers: OrderedDict[tuple[str, str, str], pq.ParquetWriter] = OrderedDict()
         self.parts: dict[tuple[str, str, str], int] = {}
+        self.buffered = 0
 
     def __enter__(self) -> _Partitions:
         return self
@@ -218,13 +221,18 @@ class _Partitions:
         key = (kind, *partition)
         rows = self.buffers.setdefault(key, [])
         rows.append(row)
-        if len(rows) >= ROWS_PER_GROUP:
+        self.buffered += 1
+        if len(rows) >= ROWS_PER_GROUP[kind]:
             self._flush(key)
+        if self.buffered >= MAX_BUFFERED:           # many small partitions: memory stays bounded all the same
+            for k in list(self.buffers):
+                self._flush(k)
 
     def _flush(self, key: tuple[str, str, str]) -> None:
         rows = self.buffers.pop(key, None)
         if not rows:
             return
+        self.buffered -= len(rows)
         schema = file_schema(key[0])
         self._writer(key, schema).write_table(pa.Table.from_pylist(rows, schema=schema))
 

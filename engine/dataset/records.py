@@ -10,6 +10,7 @@ PnL of the executed size. Decimals stay ``Decimal`` until the very end (strings 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -18,7 +19,9 @@ from typing import Any
 from engine.dataset.outcomes import ANCHORS, HORIZONS_S
 from engine.dataset.state import state_record
 
+log = logging.getLogger(__name__)
 SCHEMA = "tapeshot.dataset/2"
+LIVE_STATES = ("accepted", "working", "completing", "cancelling")
 DEFAULT_TAKER_FEE_BPS = 5.0
 _SIDES = {0: "BUY", 1: "SELL", "0": "BUY", "1": "SELL", "BUY": "BUY", "SELL": "SELL"}
 _BPS = Decimal(10_000)
@@ -48,7 +51,7 @@ def intent_record(rows: IntentRows) -> dict[str, Any]:
     symbol = data.get("symbol") or report.get("symbol")
     side = _SIDES.get(data.get("side"), report.get("side"))
     raw_state = _last(rows.decisions, "arrival_state")
-    state = state_record(raw_state) if isinstance(raw_state, dict) else None
+    state = _state(r["id"], raw_state)
     decision = _decision(r, data, report, rows, state)
     return {
         "type": "intent", "schema": SCHEMA, "id": r["id"], "created_ms": r["created_ms"],
@@ -57,6 +60,21 @@ def intent_record(rows: IntentRows) -> dict[str, Any]:
         "rationale": _rationale(r, data, rows.decisions),
         "outcome": _outcome(side, state, data, report, rows),
     }
+
+
+def _state(intent_id: str, raw: Any) -> dict[str, Any] | None:
+    """The arrival state, or None (logged) when the journalled capture is absent, of an unknown version, or
+    unreadable: one damaged row never stops an export."""
+    if not isinstance(raw, dict):
+        return None
+    if raw.get("v") not in (1, 2):
+        log.warning("export: %s: arrival state of version %r is not read by this engine", intent_id, raw.get("v"))
+        return None
+    try:
+        return state_record(raw)
+    except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as exc:
+        log.warning("export: %s: unreadable arrival state (%s: %s)", intent_id, type(exc).__name__, exc)
+        return None
 
 
 # ---- decision ---------------------------------------------------------------------------------------------------
@@ -158,7 +176,7 @@ def _outcome(side: str | None, state: dict | None, data: dict, report: dict, row
         "saving_bps": _r(immediate["cost_bps"] - shortfall) if immediate["cost_bps"] is not None
         and shortfall is not None else None,
     }
-    out["horizons"] = horizons(sign, rows.outcomes, fills)
+    out["horizons"] = horizons(sign, rows.outcomes, fills, rows.intent.get("state") in LIVE_STATES)
     return out
 
 
@@ -187,15 +205,27 @@ def _immediate(side: str | None, state: dict | None, qty: Decimal | None, mid: D
             "enough_depth": left <= 0}
 
 
-def horizons(sign: int, rows: list[dict], fills: list[dict]) -> list[dict[str, Any]]:
-    """The ten horizon rows (5 horizons x 2 anchors), in order; a row the journal lacks is ``missing``."""
+def horizons(sign: int, rows: list[dict], fills: list[dict], working: bool = False) -> list[dict[str, Any]]:
+    """The ten horizon rows (5 horizons x 2 anchors), in order. A row the journal lacks is ``pending`` while the
+    intent works (the last fill's anchor is set when the execution ends), else ``missing`` with the reason."""
     have = {(r["anchor"], r["h_s"]): r for r in rows}
     out = []
     for anchor in ANCHORS:
         for h in HORIZONS_S:
-            r = have.get((anchor, h))
-            out.append(_horizon(sign, anchor, h, r, fills))
+            row = _horizon(sign, anchor, h, have.get((anchor, h)), fills)
+            if (anchor, h) not in have:
+                row.update(_absent(anchor, working, bool(rows)))
+            out.append(row)
     return out
+
+
+def _absent(anchor: str, working: bool, planned: bool) -> dict[str, str]:
+    if working and anchor == "last_fill":
+        return {"status": "pending", "reason": "the execution has not ended"}
+    if planned or working:
+        return {"status": "missing", "reason": "not recorded (the engine stopped before it planned this horizon)"}
+    return {"status": "missing", "reason": "not recorded (the journal predates the decision dataset, or the "
+                                           "engine stopped before it planned this horizon)"}
 
 
 def _horizon(sign: int, anchor: str, h: int, r: dict | None, fills: list[dict]) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def _load_jsonl(path: Path) -> list[dict]:
                 if line.strip():
                     rec = _json_line(path, n, line)
                     if rec.get("type") == "intent":
+                        rec["state"] = None            # the scorecard does not read it: a year fits in memory
                         out.append(rec)
     except (OSError, EOFError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
@@ -130,7 +131,7 @@ def _load_parquet(path: Path) -> list[dict]:
         if path.is_dir():                 # a dataset of ours: partition columns restored, maps as dicts
             from engine.dataset.parquet import read_intents
 
-            return read_intents(path.parent if path.name == "intents" else path)
+            return read_intents(path.parent if path.name == "intents" else path, without=("state",))
         return ds.dataset(path).to_table().to_pylist()
     except (pa.ArrowException, OSError) as exc:
         raise ConfigError(f"cannot read the Parquet dataset {path}: {exc}") from None
@@ -146,7 +147,7 @@ def _load_journal(path: Path) -> list[dict]:
         try:
             conn.execute("BEGIN")
             try:
-                return [r for r in records(conn) if r.get("type") == "intent"]
+                return [{**r, "state": None} for r in records(conn) if r.get("type") == "intent"]
             finally:
                 conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:

@@ -31,6 +31,7 @@ TRADES_WINDOW_S = 30
 TRADES_KEPT = 2000                    # the newest trades kept in a record; the summary counts them all
 BOOK_LEVELS = 20
 CONTEXT_MOVES_S = (5, 30, 300)
+CONTEXT_STALE_NS = 5 * SEC            # a mid sample further than this before the time asked for does not count
 _NO_BID, _NO_ASK = -(2**63), 2**63 - 1
 
 
@@ -40,10 +41,10 @@ def capture(sf: Any, now_ns: int, signals: dict[str, float], context_sf: Any = N
     the arrival's snapshot; ``context_sf``: the context symbol's feed (None: no context). Copies only: the
     trades are numpy arrays that ``journal_bytes`` serializes in one C call."""
     inst = sf.instrument
-    return {"v": 1, "symbol": inst.symbol, "tick": str(inst.tick_size), "step": str(inst.step_size),
+    return {"v": 2, "symbol": inst.symbol, "tick": str(inst.tick_size), "step": str(inst.step_size),
             "exchange_ns": now_ns, "local_ms": time.time_ns() // 1_000_000,
             "bids": sf.book.top(0, BOOK_LEVELS), "asks": sf.book.top(1, BOOK_LEVELS),
-            "trades": sf.recent_trades(now_ns - TRADES_WINDOW_S * SEC), "signals": signals,
+            "trades": sf.recent_trades(now_ns - TRADES_WINDOW_S * SEC, TRADES_KEPT), "signals": signals,
             "mark": [_s(sf.mark_price), _s(sf.index_price), _s(sf.funding_rate), sf.next_funding_ms,
                      sf.mark_time_ms],
             "context": None if context_sf is None else _context(context_sf, now_ns)}
@@ -59,10 +60,10 @@ def _context(sf: Any, now_ns: int) -> dict[str, Any]:
     book = sf.book
     inst = sf.instrument
     out = {"symbol": inst.symbol, "tick": str(inst.tick_size), "synced": False, "bid": None, "ask": None,
-           "signals": {}, "mids_before": {}}
+           "signals": {}, "mids_before": {}, "now_ns": now_ns}
     if sf.synced and book.best_bid != _NO_BID and book.best_ask != _NO_ASK:
         out.update(synced=True, bid=book.best_bid, ask=book.best_ask, signals=sf.timing.snapshot(now_ns),
-                   mids_before={str(h): sf.mid_at(now_ns - h * SEC)[1] for h in CONTEXT_MOVES_S})
+                   mids_before={str(h): list(sf.mid_at(now_ns - h * SEC)) for h in CONTEXT_MOVES_S})
     return out
 
 
@@ -92,66 +93,72 @@ def state_record(raw: dict[str, Any]) -> dict[str, Any]:
 
 def tape(inst: Instrument, tr: dict[str, Any], now_ns: int) -> dict[str, Any]:
     """``trades`` (the newest ``TRADES_KEPT``, oldest first) and ``tape``, the summary of every trade of the
-    window: volume and notional by aggressor side, VWAP, runs of same-side trades, the largest print."""
+    window (the kernel's ``trade_summary`` when the capture has it, else ``summary_of`` the trades): volume and
+    notional by aggressor side, VWAP, runs of same-side trades, the largest print."""
     t, px, qty, ids, sell = tr["t_ns"], tr["price"], tr["qty"], tr["trade_id"], tr["sell"]
-    n = len(t)
-    covered = None if tr["covered_ns"] < 0 else round(min(TRADES_WINDOW_S, (now_ns - tr["covered_ns"]) / SEC), 3)
-    keep = slice(max(0, n - TRADES_KEPT), n)
+    sm = tr.get("summary") or summary_of(t, px, qty, ids, sell)
+    covered = None if tr["covered_ns"] < 0 else round(max(0.0, min(TRADES_WINDOW_S, (now_ns - tr["covered_ns"])
+                                                                   / SEC)), 3)
     trades = [{"time_ms": int(t[i]) // 1_000_000, "price": _units(int(px[i]), inst.tick_size),
                "qty": _units(int(qty[i]), inst.step_size), "aggressor": "SELL" if sell[i] else "BUY",
-               "trade_id": int(ids[i])} for i in range(keep.start, keep.stop)]
-    summary: dict[str, Any] = {"window_s": float(TRADES_WINDOW_S), "count": n, "kept": len(trades),
-                               "covered_s": covered}
-    summary.update(_volumes(inst, px, qty, sell))
-    summary.update(_runs(inst, qty, sell))
-    if n:
-        i = int(np.argmax(qty))
-        summary["largest"] = {"time_ms": int(t[i]) // 1_000_000, "price": _units(int(px[i]), inst.tick_size),
-                              "qty": _units(int(qty[i]), inst.step_size), "aggressor": "SELL" if sell[i] else "BUY"}
-    else:
-        summary["largest"] = None
-    return {"trades": trades, "tape": summary}
-
-
-def _volumes(inst: Instrument, px: np.ndarray, qty: np.ndarray, sell: np.ndarray) -> dict[str, Any]:
-    """Volumes by side (exact: integer lots and ticks x lots, converted once)."""
-    buy = ~sell
+               "trade_id": int(ids[i])} for i in range(len(t))]
+    lots = sm["buy_lots"] + sm["sell_lots"]
     unit = inst.tick_size * inst.step_size
-    lots_b, lots_s = int(qty[buy].sum()), int(qty[sell].sum())
-    val_b, val_s = _dot(px[buy], qty[buy]), _dot(px[sell], qty[sell])
-    lots = lots_b + lots_s
-    vwap = (Decimal(val_b + val_s) * inst.tick_size / lots).quantize(inst.tick_size / 1000) if lots else None
-    return {"buy_qty": _units(lots_b, inst.step_size), "sell_qty": _units(lots_s, inst.step_size),
-            "buy_notional": _s(Decimal(val_b) * unit), "sell_notional": _s(Decimal(val_s) * unit),
-            "vwap": _s(vwap)}
+    values = (sm["buy_value"], sm["sell_value"])
+    exact = None not in values
+    big = sm["largest"]
+    return {"trades": trades, "tape": {
+        "window_s": float(TRADES_WINDOW_S), "count": sm["count"], "kept": len(trades), "covered_s": covered,
+        "buy_qty": _units(sm["buy_lots"], inst.step_size), "sell_qty": _units(sm["sell_lots"], inst.step_size),
+        "buy_notional": _s(Decimal(values[0]) * unit) if exact else None,
+        "sell_notional": _s(Decimal(values[1]) * unit) if exact else None,
+        "vwap": _s((Decimal(sum(values)) * inst.tick_size / lots).quantize(inst.tick_size / 1000))
+        if lots and exact else None,
+        "runs": sm["runs"], "longest_run": sm["longest_run"],
+        "longest_run_side": _side(sm["longest_run_sell"]) if sm["longest_run"] else None,
+        "longest_run_qty": _units(sm["longest_run_lots"], inst.step_size), "last_run": sm["last_run"],
+        "last_run_side": _side(sm["last_run_sell"]) if sm["last_run"] else None,
+        "last_run_qty": _units(sm["last_run_lots"], inst.step_size),
+        "largest": None if big is None else {
+            "time_ms": int(big["t_ns"]) // 1_000_000, "price": _units(int(big["price"]), inst.tick_size),
+            "qty": _units(int(big["qty"]), inst.step_size), "aggressor": _side(big["sell"])},
+    }}
+
+
+def summary_of(t: np.ndarray, px: np.ndarray, qty: np.ndarray, ids: np.ndarray, sell: np.ndarray) -> dict[str, Any]:
+    """The reference for ``ext.feed.SymbolFeed.trade_summary`` (the same keys and values, in plain numpy):
+    volumes and values by side, runs (maximal sequences of one aggressor side), the longest (the first of
+    equals) and the last, and the largest print (the first of equals)."""
+    t, px, qty, ids = (np.asarray(a, np.int64) for a in (t, px, qty, ids))
+    sell = np.asarray(sell, bool)
+    n, buy = len(t), ~sell
+    out: dict[str, Any] = {"count": n, "buy_lots": int(qty[buy].sum()), "sell_lots": int(qty[sell].sum()),
+                           "buy_value": _dot(px[buy], qty[buy]), "sell_value": _dot(px[sell], qty[sell]),
+                           "runs": 0, "longest_run": 0, "longest_run_sell": False, "longest_run_lots": 0,
+                           "last_run": 0, "last_run_sell": False, "last_run_lots": 0, "largest": None}
+    if n == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, sell[1:] != sell[:-1]])
+    lengths = np.r_[starts[1:], n] - starts
+    vols = np.add.reduceat(qty, starts)
+    k, i = int(np.argmax(lengths)), int(np.argmax(qty))
+    out.update(runs=len(starts), longest_run=int(lengths[k]), longest_run_sell=bool(sell[starts[k]]),
+               longest_run_lots=int(vols[k]), last_run=int(lengths[-1]), last_run_sell=bool(sell[starts[-1]]),
+               last_run_lots=int(vols[-1]),
+               largest={"t_ns": int(t[i]), "price": int(px[i]), "qty": int(qty[i]), "trade_id": int(ids[i]),
+                        "sell": bool(sell[i])})
+    if float(px.max()) * float(qty.sum()) >= 9.0e18:       # as the kernel: not exact in int64, not given
+        out["buy_value"] = out["sell_value"] = None
+    return out
 
 
 def _dot(px: np.ndarray, qty: np.ndarray) -> int:
-    """Exact sum of ticks x lots: int64 when it cannot overflow, Python integers otherwise."""
-    if not len(px):
-        return 0
-    if float(px.max()) * float(qty.sum()) < 9e18:
-        return int(np.dot(px, qty))
+    """Sum of ticks x lots as a Python integer (exact at any size)."""
     return sum(int(p) * int(q) for p, q in zip(px.tolist(), qty.tolist(), strict=True))
 
 
-def _runs(inst: Instrument, qty: np.ndarray, sell: np.ndarray) -> dict[str, Any]:
-    """Runs: maximal sequences of trades with the same aggressor. The longest (trades, side, volume) and the
-    run in progress at the arrival (the last one)."""
-    n = len(sell)
-    if n == 0:
-        return {"runs": 0, "longest_run": 0, "longest_run_side": None, "longest_run_qty": "0",
-                "last_run": 0, "last_run_side": None, "last_run_qty": "0"}
-    starts = np.flatnonzero(np.r_[True, sell[1:] != sell[:-1]])
-    ends = np.r_[starts[1:], n]
-    lengths = ends - starts
-    vols = np.add.reduceat(qty, starts)
-    k = int(np.argmax(lengths))
-    side = ("SELL" if sell[starts[k]] else "BUY")
-    return {"runs": len(starts), "longest_run": int(lengths[k]), "longest_run_side": side,
-            "longest_run_qty": _units(int(vols[k]), inst.step_size), "last_run": int(lengths[-1]),
-            "last_run_side": "SELL" if sell[starts[-1]] else "BUY",
-            "last_run_qty": _units(int(vols[-1]), inst.step_size)}
+def _side(sell: bool) -> str:
+    return "SELL" if sell else "BUY"
 
 
 def context_record(c: dict[str, Any]) -> dict[str, Any]:
@@ -167,8 +174,11 @@ def context_record(c: dict[str, Any]) -> dict[str, Any]:
     mid = Decimal(bid + ask) * tick / 2
     out.update({"mid": _s(mid), "bid": _units(bid, tick), "ask": _units(ask, tick),
                 "spread_bps": _bps((ask - bid) * tick, mid)})
-    for h, before in (c.get("mids_before") or {}).items():
-        if isinstance(before, int | float) and before == before and before > 0:
+    now = c.get("now_ns")
+    for h, sample in (c.get("mids_before") or {}).items():
+        t, before = sample if isinstance(sample, list) and len(sample) == 2 else (-1, None)
+        fresh = now is None or (isinstance(t, int) and 0 <= now - int(h) * SEC - t <= CONTEXT_STALE_NS)
+        if isinstance(before, int | float) and before == before and before > 0 and t >= 0 and fresh:
             out[f"move_{h}s_bps"] = round(((bid + ask) / 2 - before) / before * 1e4, 4)
     return out
 

@@ -119,6 +119,7 @@ class TelegramFront:
         self._pending: dict[str, _Pending] = {}
         self._refused: dict[int, float] = {}
         self._intent_lock = asyncio.Lock()
+        self._scoring = False
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -467,8 +468,15 @@ class TelegramFront:
         if score is None:
             await self.answer(update, "no scorecard here")
             return
-        await self.answer(update, "📊 scoring your calls against the market and a random control…")
-        text, png = await asyncio.wait_for(score(), SCORECARD_TIMEOUT_S)
+        if self._scoring:                     # one at a time: a second request while one runs gets told so
+            await self.answer(update, "📊 a scorecard is being computed: it follows shortly")
+            return
+        self._scoring = True
+        try:
+            await self.answer(update, "📊 scoring your calls against the market and a random control…")
+            text, png = await asyncio.wait_for(score(), SCORECARD_TIMEOUT_S)
+        finally:
+            self._scoring = False
         msg = await self.answer(update, f"📊 {text}")
         if png is not None and msg is not None:
             await self.outbox.send_photo(msg.chat_id, png, "scorecard: edge by horizon (control beside it) and "

@@ -277,12 +277,31 @@ def test_partition_pruning_by_date_and_symbol(dataset, tmp_path):
 
 def test_many_partitions_roll_over_to_new_parts(tmp_path, monkeypatch):
     monkeypatch.setattr(pqmod, "MAX_OPEN_FILES", 1)
-    monkeypatch.setattr(pqmod, "ROWS_PER_GROUP", 1)
+    monkeypatch.setattr(pqmod, "ROWS_PER_GROUP", {"intent": 1, "order": 1, "fill": 1})
     recs = [make_intent(f"i{n}", T0 + n, ("BTCUSDT", "ETHUSDT")[n % 2]) for n in range(6)]
     write_parquet(recs, tmp_path / "ds")
     parts = sorted(p.name for p in (tmp_path / "ds/intents/date=2024-07-18/symbol=BTCUSDT").iterdir())
     assert parts == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
     assert [r["id"] for r in read_intents(tmp_path / "ds")] == [f"i{n}" for n in range(6)]
+
+
+def test_many_small_partitions_never_buffer_more_than_the_bound(tmp_path, monkeypatch):
+    """A year of days and symbols, each with a few intents: the buffers are written once the bound is hit, so
+    memory stays bounded, and every row is still read back."""
+    monkeypatch.setattr(pqmod, "MAX_BUFFERED", 5)
+    seen: list[int] = []
+    real_flush = pqmod._Partitions._flush
+
+    def flush(self, key):
+        seen.append(self.buffered)
+        real_flush(self, key)
+
+    monkeypatch.setattr(pqmod._Partitions, "_flush", flush)
+    recs = [make_intent(f"i{n:03d}", T0 + n * 86_400_000, ("BTCUSDT", "ETHUSDT")[n % 2]) for n in range(23)]
+    write_parquet(recs, tmp_path / "ds")
+    assert max(seen) <= 5
+    assert [r["id"] for r in read_intents(tmp_path / "ds")] == [f"i{n:03d}" for n in range(23)]
+    assert all("state" not in r for r in read_intents(tmp_path / "ds", without=("state",)))
 
 
 def test_decisions_are_skipped_unknown_types_refused_and_empty_exports_readable(tmp_path):

@@ -248,7 +248,7 @@ def test_loads_jsonl_and_parquet(tmp_path):
     jl = tmp_path / "intents.jsonl"
     lines = [*recs, {"type": "order", "client_order_id": "x"}, {"type": "fill", "trade_id": 1}]
     jl.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
-    assert sc.load_intents(jl) == orjson.loads(orjson.dumps(recs))
+    assert sc.load_intents(jl) == [{**r, "state": None} for r in orjson.loads(orjson.dumps(recs))]   # not read
     table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "type"} for r in _with_decimals(recs)])
     ds.write_dataset(table, tmp_path / "ds" / "intents", format="parquet", partitioning=["date", "symbol"],
                      partitioning_flavor="hive")
@@ -277,7 +277,7 @@ def test_loads_a_journal_through_export_records(tmp_path, monkeypatch):
     j.close()
     rec = intent(0, moves={60: 1.0})
     monkeypatch.setattr(export, "records", lambda conn: iter([rec, {"type": "order", "client_order_id": "x"}]))
-    assert sc.load_intents(tmp_path / "journal.sqlite") == [rec]
+    assert sc.load_intents(tmp_path / "journal.sqlite") == [{**rec, "state": None}]     # the scorecard's part
 
 
 def test_unreadable_sources_are_config_errors(tmp_path):
