@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from engine.errors import ConfigError
-from engine.eval.data import SHARED, VALIDATION_FILES, dataset
+from engine.eval.data import VALIDATION_FILES, dataset, shared_dir
 from engine.eval.experiments import EXPERIMENTS, Settings
 from engine.eval.runner import EVAL_ALGOS
 
@@ -71,7 +71,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _recordings(args: argparse.Namespace) -> list[list[str]]:
     if args.data:
         return args.data
-    return [[str(SHARED / f) for f in pair] for pair in VALIDATION_FILES]
+    shared = shared_dir()
+    return [[str(shared / f) for f in pair] for pair in VALIDATION_FILES]
 
 
 def run_cli(args: argparse.Namespace) -> int:

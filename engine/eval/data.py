@@ -8,6 +8,7 @@ it (algorithms see only their own latency-delayed feed inside the replay).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,23 @@ from engine.venues.sim.tape import load_tape
 
 SEC = 1_000_000_000
 MS = 1_000_000
-SHARED = Path("/work/shared/data/binance-usdm")
+DATA_ENV = "TAPESHOT_DATA_DIR"
+
+
+def shared_dir() -> Path:
+    """Where the shared recordings are: ``$TAPESHOT_DATA_DIR``, else ``../shared/data/binance-usdm`` beside the
+    checkout this package runs from, else beside the current directory (a ``ConfigError`` names all three when
+    none exists; ``--data FILE...`` needs none of them)."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    tried = [Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance-usdm",
+             Path.cwd().parent / "shared" / "data" / "binance-usdm"]
+    for p in tried:
+        if p.is_dir():
+            return p
+    raise ConfigError(f"no recordings found: set {DATA_ENV}, or pass --data FILE... (looked in "
+                      f"{', '.join(str(p) for p in tried)})")
 DEV_FILES = ("usdm_btcusdt_20230404.dat.gz", "usdm_btcusdt_20230405.dat.gz")
 VALIDATION_FILES = (("usdm_btcusdt_20240718.gz", "usdm_btcusdt_20240719.gz"),
                     ("usdm_ethusdt_20240718.gz", "usdm_ethusdt_20240719.gz"))
