@@ -113,7 +113,8 @@ class ExecutionConfig:
 
     def __post_init__(self) -> None:
         _require(5 <= self.window_s <= 60, "execution.window_s must be within 5-60")
-        _require(self.algo in ("auto", "sniper", "ladder"), "execution.algo must be auto, sniper or ladder")
+        _require(self.algo in ("auto", "sniper", "ladder", "hybrid"),
+                 "execution.algo must be auto, sniper, ladder or hybrid")
         _require(self.on_deadline in ("complete", "cancel"), "execution.on_deadline must be complete or cancel")
 
 

@@ -26,11 +26,12 @@ from engine.model import Instrument, Side
 from strategies import auto
 from strategies.base import BUY, SELL, Algo, Spec
 from strategies.baselines import Immediate, PassiveChase, Twap
+from strategies.hybrid import Hybrid
 from strategies.ladder import Ladder
 from strategies.sniper import FireRule, Sniper
 
 ALGORITHMS: dict[str, type[Algo]] = {"sniper": Sniper, "ladder": Ladder, "immediate": Immediate, "twap": Twap,
-                                     "passive_chase": PassiveChase}
+                                     "passive_chase": PassiveChase, "hybrid": Hybrid}
 MARKOUTS_S = (1, 5, 30)
 SEC = 1_000_000_000
 TOUCH_STEP_NS = 20_000_000           # at most one touch sample per 20 ms (the step doubles at each decimation)

@@ -24,7 +24,7 @@ from engine.venues.sim import SimConfig
 from engine.venues.sim.tape import Tape, load_tape
 from strategies.base import Algo, Spec
 
-EVAL_ALGOS = ("immediate", "twap", "passive_chase", "sniper", "ladder", "auto")
+EVAL_ALGOS = ("immediate", "twap", "passive_chase", "sniper", "ladder", "auto", "hybrid")
 Factory = Callable[[str, Spec, Any, int, Callable[[], str]], tuple[Algo, str]]
 
 

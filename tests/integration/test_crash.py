@@ -50,6 +50,17 @@ def start(args: list[str], ready: str, timeout: float = 40.0, env: dict | None =
     raise AssertionError(f"{args[0]} did not start: {''.join(lines)[-3000:]}")
 
 
+def stop_all(*procs: subprocess.Popen) -> None:
+    """SIGTERM each process still running, then SIGKILL what has not stopped 15 s later."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def test_kill_9_mid_intent_then_restart(tmp_path):
     port = free_port()
     sim = start(["sim", "--port", str(port), "--speed", "2"], "api secret")
@@ -108,10 +119,4 @@ def test_kill_9_mid_intent_then_restart(tmp_path):
         if state == "done":                                                            # resumed and completed
             assert st.positions.get("BTCUSDT").qty == Decimal("-1.5")
     finally:
-        for p in (engine, sim):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(engine, sim)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
-import subprocess
 import time
 import urllib.request
 from decimal import Decimal
@@ -23,7 +22,7 @@ from engine.feed.recording import iter_lines, sample_paths
 from engine.loop import run
 from engine.oms.journal import Journal
 from tests.integration.conftest import node_with_control, wait_for
-from tests.integration.test_crash import free_port, start
+from tests.integration.test_crash import free_port, start, stop_all
 
 SEC_MS = 1000
 
@@ -305,13 +304,7 @@ def test_horizons_survive_a_kill_9_and_those_passed_while_down_are_missing(tmp_p
         got = {(h["anchor"], h["h_s"]): h["status"] for h in rec["outcome"]["horizons"]}
         assert got[("arrival", 30)] == "missing" and got[("arrival", 60)] == "observed"
     finally:
-        for p in (engine, sim):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(engine, sim)
 
 
 def poll(pred, timeout: float) -> None:

@@ -37,7 +37,7 @@ def check_common(rp, run, _label: str):
     return r
 
 
-@pytest.mark.parametrize("algo", ["sniper", "ladder", "auto", "immediate", "twap", "passive_chase"])
+@pytest.mark.parametrize("algo", ["sniper", "ladder", "auto", "immediate", "twap", "passive_chase", "hybrid"])
 def test_every_algorithm_completes_inside_window_and_cap(algo):
     rp, runs = replay((10, "long btc 0.5 20s max 8bps", algo), (50, "short btc 1.2 30s max 8bps", algo),
                       (95, "long btc 0.2 10s max 6bps", algo))
