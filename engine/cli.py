@@ -734,8 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"only these fault kinds (default: all): {', '.join(BY_NAME)}")
     ch.set_defaults(func=_cmd_chaos)
     from engine.eval.cli import add_parser as add_eval
+    from engine.learn.cli import add_parser as add_train
 
     add_eval(sub)
+    add_train(sub)
     return p
 
 

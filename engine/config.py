@@ -168,6 +168,18 @@ class DatasetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A learned timing model (``tapeshot train``, ``engine.learn``): the ``.npz`` file to load, "" for none. The
+    engine refuses a file trained for another symbol or feature set (``engine.learn.runtime.ModelRuntime``)."""
+
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        _require(self.path == "" or (self.path.strip() == self.path and self.path.endswith(".npz")),
+                 f"model.path must be empty or a .npz model file (tapeshot train --out), got {self.path!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole configuration; each field is a section."""
 
@@ -179,6 +191,7 @@ class Config:
     risk: RiskConfig = dataclasses.field(default_factory=RiskConfig)
     telegram: TelegramConfig = dataclasses.field(default_factory=TelegramConfig)
     dataset: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
 
 def journal_path(cfg: Config) -> Path:
