@@ -11,6 +11,7 @@ prices the far side offered inside the window, markouts at +1/+5/+30 s, and the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from array import array
 from collections.abc import Callable
@@ -168,6 +169,18 @@ def algo_kwargs(name: str, params: dict[str, dict]) -> dict:
     return p
 
 
+def _with_model(name: str, kwargs: dict, spec: Spec) -> dict:
+    """The hybrid's predictor from its ``model`` parameter (a model file, ``engine.learn``) when the model is
+    for this symbol; the kernels-only predictor otherwise."""
+    model = kwargs.pop("model", None) if name == "hybrid" else None
+    if model:
+        from engine.learn.runtime import model_predictor
+
+        with contextlib.suppress(ConfigError):   # a model of another symbol: the kernels here (said at start)
+            kwargs["predictor"] = model_predictor(model, spec.symbol, kwargs.get("horizon_s", 2.0))
+    return kwargs
+
+
 def choose_algo(spec: Spec, sf, now: int, params: dict[str, dict] | None = None) -> tuple[str, str]:
     """(algorithm name, why) that ``auto`` picks now, with the same parameters ``make_algo`` uses."""
     from engine.eval.tuned import params as tuned
@@ -186,13 +199,13 @@ def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
     params = tuned() if params is None else params
     if name == "auto":
         cls, why = auto.choose(spec, sf, now, **params.get("auto", {}))
-        algo = cls(spec, new_id, **algo_kwargs(cls.name, params))
+        algo = cls(spec, new_id, **_with_model(cls.name, algo_kwargs(cls.name, params), spec))
         algo.note(now, f"auto chose {algo.name}: {why}")
         return algo, why
     cls = ALGORITHMS.get(name)
     if cls is None:
         raise ConfigError(f"unknown algorithm {name!r} (known: auto, {', '.join(ALGORITHMS)})")
-    return cls(spec, new_id, **algo_kwargs(name, params)), name
+    return cls(spec, new_id, **_with_model(name, algo_kwargs(name, params), spec)), name
 
 
 @dataclass

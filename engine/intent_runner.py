@@ -65,6 +65,7 @@ class IntentRunner:
         self._stale_ns = cfg.feed.stale_ms * MS
         self.on_fill: Callable[[str], None] = lambda symbol: None   # the protections re-sync TP/SL
         self.closing = False                                # shutting down: nothing new is accepted
+        self.params = algo_params(cfg)                      # the algorithms' parameters (and the hybrid's model)
         self.outcomes: Any = None                           # engine.dataset.outcomes.Outcomes (set by the node)
         self.context_feed: Any = None                       # the context symbol's feed (engine.dataset.state)
 
@@ -162,7 +163,7 @@ class IntentRunner:
         spec = make_spec(intent, inst, arrival, pos_lots, self._rtt(), self.cfg.engine.timer_ms * MS, sizing)
         li = LiveIntent(self.new_id(), intent, source, user, inst=inst, sf=sf, position=position, key=key)
         seq = itertools.count(1)
-        li.algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}")
+        li.algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}", self.params)
         li.tracker = Tracker(spec, arrival, li.algo.name)
         self.intents[li.id] = li
         self.active.setdefault(inst.symbol, []).append(li)       # registered before any await: atomic
@@ -520,7 +521,7 @@ class IntentRunner:
             self.move(li, "start", "resumed")
         seq = itertools.count(1)
         li.algo, _ = make_algo(d["algo"] if d["algo"] in ALGORITHMS else "sniper", spec, sf, self.clock(),
-                               lambda: f"{iid}-r{self.run_id[-4:]}-{next(seq)}")
+                               lambda: f"{iid}-r{self.run_id[-4:]}-{next(seq)}", self.params)
         arrival = Arrival(d["arrival_ns"], d["mid_ticks"], None, None, {})
         li.tracker = Tracker(dataclasses.replace(spec, qty=d["qty_lots"]), arrival, li.algo.name)
         for o in self.oms.orders.values():          # what the interrupted run already executed counts in the report
@@ -610,6 +611,17 @@ def _report_line(li: LiveIntent, kind: str, r: dict) -> str:
     if li.state is not IState.DONE:
         text = f"{li.state.value.upper()}: {text}" + (f" ({li.why_ended})" if li.why_ended else "")
     return text
+
+
+def algo_params(cfg: Any) -> dict[str, dict]:
+    """The tuned parameters (``engine.eval.tuned``), with ``[model] path`` given to the hybrid."""
+    from engine.eval.tuned import params
+
+    out = params()
+    path = getattr(getattr(cfg, "model", None), "path", "")
+    if path:
+        out = {**out, "hybrid": {**out.get("hybrid", {}), "model": path}}
+    return out
 
 
 def _side(li: LiveIntent) -> str:

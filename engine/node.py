@@ -144,6 +144,7 @@ class Node:
         self.oms = OrderManager(OrderGateway(self.rest, self.ws_api), self.journal, self.instruments,
                                 self._on_order, lambda: self.now() // MS)     # the exchange clock: the sim's tape too
         self.oms.load(state.orders, state.fills)
+        self._check_model()
         self.feed = make_feed([*self.instruments.values(), *context], self.cfg)
         self._build(state)
         self.md = MarketData(self.feed, self.rest, ws_url, self.session, self.runner.on_update,
@@ -340,6 +341,27 @@ class Node:
         if missing:
             raise ConfigError(f"the venue does not list {missing}")
         return {s: available[s] for s in wanted}
+
+    def _check_model(self) -> None:
+        """``[model] path``: the hybrid's learned model, loaded now for the symbols it was trained for (the others
+        run the hybrid on the kernels); a file that fits no traded symbol, or none at all, stops the start."""
+        path = self.cfg.model.path
+        if not path:
+            return
+        from engine.learn.runtime import cached_model
+
+        fits, why = [], []
+        for sym in self.instruments:
+            try:
+                cached_model(path, sym)
+                fits.append(sym)
+            except ConfigError as exc:
+                why.append(str(exc))
+        if not fits:
+            raise ConfigError(f"[model] path: no traded symbol can use it: {why[0] if why else path}")
+        others = [s for s in self.instruments if s not in fits]
+        log.info("model %s drives the hybrid on %s%s", path, ", ".join(fits),
+                 f"; {', '.join(others)} use the kernels" if others else "")
 
     def _context_instruments(self, available: dict[str, Instrument]) -> list[Instrument]:
         """The context symbol (``dataset.context_symbol``), fed but not traded, when the engine trades others

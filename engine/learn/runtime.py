@@ -10,6 +10,7 @@ book is unusable. ``predictor(horizon_s)`` adapts it to ``strategies.hybrid.Pred
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,34 @@ from engine.learn.modelfile import TimingModel, load_model
 from ext import learn as _k
 
 
+@functools.lru_cache(maxsize=16)
+def _load(path: str, mtime_ns: int, symbol: str) -> TimingModel:
+    return load_model(path, symbol)
+
+
+def cached_model(path: str | Path, symbol: str) -> TimingModel:
+    """``load_model``, read once per file version (its mtime) and symbol: an intent never waits for a disk read."""
+    p = Path(path).expanduser()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigError(f"cannot read the model file {p}: {exc.strerror}") from None
+    return _load(str(p), mtime, symbol)
+
+
+def model_predictor(path: str | Path, symbol: str, horizon_s: float = 2.0) -> Callable[[Any, int, int],
+                                                                                           tuple[float, float]]:
+    """A fresh runtime's ``predictor`` for one execution (its own feature history; the model itself cached)."""
+    return ModelRuntime(path, symbol).predictor(horizon_s)
+
+
 class ModelRuntime:
     """A loaded model for one symbol, its feature state and a preallocated output."""
 
     def __init__(self, path: str | Path, symbol: str) -> None:
         self.path = Path(path)
         self.symbol = symbol
-        self.model: TimingModel = load_model(path, symbol)
+        self.model: TimingModel = cached_model(path, symbol)
         self.targets: tuple[str, ...] = self.model.targets
         self.state = new_state(int(self.model.meta.get("step_ms", 100)), int(self.model.meta.get("lag_ms", 500)))
         self._kernels = self.model.kernels()
