@@ -38,7 +38,7 @@ def test_the_hybrid_trades_on_the_models_predictions(tmp_path, btc_model):
             await wait_for(lambda: live.state.value in ("done", "cancelled", "failed"), 60)
             assert live.state.value == "done", live.algo.log
             assert live.report["filled"] == "0.300"
-            take, wait, move, p = live.algo.last
+            take, _wait, move, p = live.algo.last
             assert 0.0 <= p <= 1.0 and take > 0 and move == move         # real numbers from the model
             print("hybrid with the model:", live.algo.log, live.report["maker_share"], live.report["shortfall_bps"])
 
