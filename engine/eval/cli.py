@@ -37,6 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--skip", default="", help=f"comma-separated experiments to skip: {','.join(EXPERIMENTS)}")
     p.add_argument("--algos", default=",".join(EVAL_ALGOS), help="algorithms to compare (default: all six)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes (default: CPUs)")
+    p.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                   help="model files (tapeshot train): the hybrid runs with each beside the kernels-only hybrid, "
+                        "on one smart-vs-fast board (cost, edge kept, latency of the decision path)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--plot", metavar="DIR", help="write PNG charts into DIR")
     p.add_argument("--save-json", metavar="F", help="also write the --json object to F")
@@ -65,7 +68,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         skip.add("bars")
     return Settings(n_intents=args.intents, seed=args.seed, latency=tuple(lat * 3 if len(lat) == 1 else lat),
                     horizon_s=args.horizon, workers=args.workers, algos=algos, latencies_ms=lats,
-                    experiments=frozenset(EXPERIMENTS) - skip)
+                    experiments=frozenset(EXPERIMENTS) - skip, models=tuple(args.models))
 
 
 def _recordings(args: argparse.Namespace) -> list[list[str]]:

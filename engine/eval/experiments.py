@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from engine.eval import tuned
 from engine.eval.cost import signal_cost
@@ -21,7 +22,7 @@ from engine.model import KNOWN_INSTRUMENTS
 EXPERIMENTS = ("latency", "ablation", "bars", "cost")
 SIGNAL_WEIGHTS = ("w_ofi", "w_mlofi", "w_vel", "w_vac", "w_pull", "w_abs", "w_imb", "w_run", "w_tilt", "w_drift",
                   "w_spread")
-TIMING_ALGOS = ("sniper", "ladder", "auto")
+TIMING_ALGOS = ("sniper", "ladder", "auto", "hybrid")
 BASELINES = ("immediate", "twap", "passive_chase")
 NO_VACUUM = 2.0                  # a vacuum fraction is < 1: this vacuum_fire never fires
 
@@ -42,6 +43,7 @@ class Settings:
     experiments: frozenset[str] = frozenset(EXPERIMENTS)
     params: dict[str, dict] = field(default_factory=tuned.params)
     taker_fee: float = 0.0005
+    models: tuple[str, ...] = ()               # model files: the Pareto board's capacities beyond the kernels
 
 
 def _jobs(ds: DataSet, passes: list[list[EvalIntent]], s: Settings) -> list[Job]:
@@ -57,7 +59,28 @@ def _jobs(ds: DataSet, passes: list[list[EvalIntent]], s: Settings) -> list[Job]
         specs += [(f"ablation/{w}", _ablation(s, w)) for w in (*SIGNAL_WEIGHTS, "all")]
     if "bars" in s.experiments:
         specs += [(f"bars/{ms}", {"algo": "sniper", "bar_ns": ms * MS}) for ms in s.bars_ms]
+    specs += _pareto_specs(s)
     return [replace(base, intents=tuple(p), tag=tag, **kw) for tag, kw in specs for p in passes]
+
+
+def capacity_label(model: str) -> str:
+    """How a model file is named on the Pareto board: its file name without ``.npz``."""
+    return Path(model).name.removesuffix(".npz")
+
+
+def _pareto_specs(s: Settings) -> list[tuple[str, dict]]:
+    """The hybrid with each model (the kernels-only hybrid is ``main/hybrid``), at the main latency and, with the
+    latency experiment, at every latency of the sweep."""
+    out: list[tuple[str, dict]] = []
+    for m in s.models:
+        params = {**s.params, "hybrid": {**s.params.get("hybrid", {}), "model": m}}
+        label = capacity_label(m)
+        out.append((f"pareto/{label}", {"algo": "hybrid", "params": params}))
+        if "latency" in s.experiments:
+            out += [(f"pareto/{label}/latency/{lat:g}", {"algo": "hybrid", "params": params,
+                                                         "latency": (f"fixed:{lat:g}",) * 3})
+                    for lat in s.latencies_ms]
+    return out
 
 
 def ablation_label(weight: str) -> str:
@@ -94,6 +117,8 @@ def evaluate(ds: DataSet, s: Settings, intents: list[EvalIntent] | None = None,
     out.update(_sweeps(by_tag, s))
     if "cost" in s.experiments:
         out["signal_cost"] = signal_cost(ds.files)
+    if s.models or "hybrid" in s.algos:
+        out["pareto"] = pareto(ds, by_tag, s)
     out["goal"] = goal(out["algos"])
     out["runtime_s"] = round(time.perf_counter() - t0, 1)
     return out
@@ -123,6 +148,45 @@ def _sweeps(by_tag: dict[str, list[dict]], s: Settings) -> dict:
         bars.update({f"{ms}ms": _brief(summarise(by_tag[f"bars/{ms}"], s.seed)) for ms in s.bars_ms})
         out["bars"] = bars
     return out
+
+
+def pareto(ds: DataSet, by_tag: dict[str, list[dict]], s: Settings) -> list[dict]:
+    """One row per capacity of the hybrid (the kernels only, then each model): mean all-in cost (uninformed),
+    edge kept (informed), completion, the decision path's latency per depth message (p50/p99 µs, bytes to a
+    decision with the model's features and predictions) and, with the latency experiment, what each loses at
+    every latency of the sweep."""
+    rows = []
+    main_ms = _fixed_ms(s.latency)
+    for label, model, tag in [("kernels", None, "main/hybrid"),
+                              *((capacity_label(m), m, f"pareto/{capacity_label(m)}") for m in s.models)]:
+        if not by_tag.get(tag):
+            continue
+        row = {"capacity": label, **_brief(summarise(by_tag[tag], s.seed)), **decision_latency(ds, model)}
+        if "latency" in s.experiments:
+            row["sweep"] = [{"latency_ms": lat, **_brief(summarise(by_tag[
+                tag if lat == main_ms else (f"latency/{lat:g}/hybrid" if model is None else
+                                            f"{tag}/latency/{lat:g}")], s.seed))} for lat in s.latencies_ms
+                            if by_tag.get(tag if lat == main_ms else (f"latency/{lat:g}/hybrid" if model is None
+                                                                      else f"{tag}/latency/{lat:g}"))]
+        rows.append(row)
+    return rows
+
+
+def decision_latency(ds: DataSet, model: str | None, limit: int = 200_000) -> dict[str, float]:
+    """Bytes to decision per depth message (µs, p50/p99) on the first ``limit`` messages of the recording:
+    the kernels alone (``engine.bench.msg_to_decision``), or with the model's features and predictions."""
+    from engine.bench import load_tape, msg_to_decision
+
+    tape = load_tape(list(ds.files))
+    tape = replace(tape, messages=tape.messages[:limit])
+    if model is None:
+        r = msg_to_decision(tape)
+        return {"decision_p50_us": r["p50"], "decision_p99_us": r["p99"]}
+    from engine.learn.bench import decision_with_model_ns
+    from engine.learn.runtime import cached_model
+
+    r = decision_with_model_ns(tape, cached_model(model, ds.symbol))
+    return {"decision_p50_us": r["p50"], "decision_p99_us": r["p99"]}
 
 
 def _fixed_ms(lat: tuple[str, str, str]) -> float | None:

@@ -82,6 +82,22 @@ def set_header(r: dict) -> str:
             f"horizon {r['horizon_s']:g} s; {r['n_passes']} passes; {r['runtime_s']} s; {tag}")
 
 
+def pareto_table(label: str, rows: list[dict]) -> list[str]:
+    """Smart versus fast on one board: each capacity of the hybrid, its cost, edge kept, completion and the
+    latency of its decision path, then what it loses at each latency of the sweep."""
+    lines = [f"[{label}] smart vs fast (hybrid): mean all-in cost of uninformed intents, bps; edge kept of informed; "
+             "completion; bytes-to-decision µs p50/p99",
+             f"{'capacity':<16}{'all-in':>8}{'edge kept':>11}{'complete':>10}{'p50 µs':>9}{'p99 µs':>9}"]
+    for r in rows:
+        lat = f"{_f(r['decision_p50_us'], 2, 9)}{_f(r['decision_p99_us'], 2, 9)}"
+        lines.append(f"{r['capacity']:<16}{_f(r['mean_all_in_bps'], 3, 8)}{_f(r['edge_kept'], 3, 11)}"
+                     f"{_f(r['completion_rate'], 3, 10)}{lat}")
+    if rows and rows[0].get("sweep"):
+        lines += ["", *latency_table(f"{label}, by capacity", {r["capacity"]: r["sweep"] for r in rows
+                                                                if r.get("sweep")})]
+    return lines
+
+
 def text(results: list[dict], s: Settings) -> str:
     out: list[str] = []
     for r in results:
@@ -93,6 +109,8 @@ def text(results: list[dict], s: Settings) -> str:
             out += ["", *ablation_table(label, r["ablation"], r.get("signal_cost"))]
         if "bars" in r:
             out += ["", *bars_table(label, r["bars"])]
+        if r.get("pareto"):
+            out += ["", *pareto_table(label, r["pareto"])]
         out += ["", *goal_lines(label, r["goal"])]
     if len(results) > 1:
         label = " + ".join(r["data"]["label"] for r in results)

@@ -176,3 +176,22 @@ def test_cli_json_and_plots(tmp_path):
     for name in ("shortfall.png", "latency.png", "bars.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_the_smart_vs_fast_board_has_a_row_per_capacity_with_its_latency(ds, path, tmp_path):
+    """The kernels-only hybrid and the hybrid on a model trained here, on the same intents: cost, edge kept,
+    completion and the decision path's latency, and the latency sweep per capacity, in the JSON and the text."""
+    from engine.cli import main
+
+    model = tmp_path / "lin.npz"
+    assert main(["train", "--data", SAMPLE[0], "--out", str(model), "--capacity", "linear"]) == 0
+    s = replace(FAST, algos=("immediate", "hybrid"), models=(str(model),), latencies_ms=(1, 20),
+                experiments=frozenset({"latency"}))
+    r = evaluate(ds, s, path=path)
+    rows = {row["capacity"]: row for row in r["pareto"]}
+    assert set(rows) == {"kernels", "lin"}
+    for row in rows.values():
+        assert row["completion_rate"] == 1.0 and row["decision_p50_us"] > 0
+        assert [p["latency_ms"] for p in row["sweep"]] == [1, 20]
+    assert rows["kernels"]["mean_all_in_bps"] == r["algos"]["hybrid"]["mean_all_in_bps"]
+    assert "smart vs fast" in text([r], s) and "lin" in text([r], s)
