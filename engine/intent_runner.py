@@ -38,6 +38,7 @@ from engine.oms.orders import Fill, Order, OState
 from engine.risk import TradingState
 from engine.venues.binance import codes
 from ext.orders import GATE_DUPLICATE, GATE_NOT_CONNECTED, GATE_SENT, RISK_REASONS
+from ext.parse import DEPTH
 from strategies.base import BUY, Cancel, OrderUpdate, Place
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class IntentRunner:
         self.on_fill: Callable[[str], None] = lambda symbol: None   # the protections re-sync TP/SL
         self.closing = False                                # shutting down: nothing new is accepted
         self.params = algo_params(cfg)                      # the algorithms' parameters (and the hybrid's model)
+        self.models: dict[str, Any] = {}                    # symbol -> engine.learn.runtime.ModelRuntime (node)
         self.outcomes: Any = None                           # engine.dataset.outcomes.Outcomes (set by the node)
         self.context_feed: Any = None                       # the context symbol's feed (engine.dataset.state)
 
@@ -163,7 +165,8 @@ class IntentRunner:
         spec = make_spec(intent, inst, arrival, pos_lots, self._rtt(), self.cfg.engine.timer_ms * MS, sizing)
         li = LiveIntent(self.new_id(), intent, source, user, inst=inst, sf=sf, position=position, key=key)
         seq = itertools.count(1)
-        li.algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}", self.params)
+        li.algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}",
+                                 self._params_for(inst.symbol))
         li.tracker = Tracker(spec, arrival, li.algo.name)
         self.intents[li.id] = li
         self.active.setdefault(inst.symbol, []).append(li)       # registered before any await: atomic
@@ -265,7 +268,25 @@ class IntentRunner:
         self.journal.decision(li.id, now_ms, "state", {"from": before.value, "to": li.state.value, "why": why})
         return True
 
+    def _params_for(self, symbol: str) -> dict[str, dict]:
+        """The algorithms' parameters for an execution on ``symbol``: the hybrid predicts with the symbol's
+        running model (its feature history kept at every depth update), else with the kernels."""
+        hybrid = {k: v for k, v in self.params.get("hybrid", {}).items() if k != "model"}
+        rt = self.models.get(symbol)
+        if rt is not None:
+            hybrid["predictor"] = rt.predictor(hybrid.get("horizon_s", 2.0))
+        return {**self.params, "hybrid": hybrid}
+
     # ---- the hot path -------------------------------------------------------------------------------------
+
+    def on_update_observing(self, kind: int, sf: Any) -> None:
+        """``on_update`` when a learned model runs (the feed calls this one instead): the symbol's model
+        samples its feature history at each depth update first, as in training (~0.5 µs a depth message)."""
+        if kind == DEPTH:
+            rt = self.models.get(sf.symbol)
+            if rt is not None:
+                rt.observe(sf, self.clock())
+        self.on_update(kind, sf)
 
     def on_update(self, kind: int, sf: Any) -> None:
         lst = self.active.get(sf.symbol)
@@ -521,7 +542,7 @@ class IntentRunner:
             self.move(li, "start", "resumed")
         seq = itertools.count(1)
         li.algo, _ = make_algo(d["algo"] if d["algo"] in ALGORITHMS else "sniper", spec, sf, self.clock(),
-                               lambda: f"{iid}-r{self.run_id[-4:]}-{next(seq)}", self.params)
+                               lambda: f"{iid}-r{self.run_id[-4:]}-{next(seq)}", self._params_for(inst.symbol))
         arrival = Arrival(d["arrival_ns"], d["mid_ticks"], None, None, {})
         li.tracker = Tracker(dataclasses.replace(spec, qty=d["qty_lots"]), arrival, li.algo.name)
         for o in self.oms.orders.values():          # what the interrupted run already executed counts in the report

@@ -147,7 +147,11 @@ class Node:
         self._check_model()
         self.feed = make_feed([*self.instruments.values(), *context], self.cfg)
         self._build(state)
-        self.md = MarketData(self.feed, self.rest, ws_url, self.session, self.runner.on_update,
+        self.runner.models = getattr(self, "_models", {})
+        for sym, rt in self.runner.models.items():
+            rt.check(self.feed[sym])                  # other [signals] parameters than the model's: refused now
+        on_update = self.runner.on_update_observing if self.runner.models else self.runner.on_update
+        self.md = MarketData(self.feed, self.rest, ws_url, self.session, on_update,
                              stream_cls=market_stream_class(kind))
         self.user = UserStream(ws_url, self.rest, self.session, self.oms.on_user_event,
                                on_connect=self._user_connected)
@@ -348,7 +352,7 @@ class Node:
         path = self.cfg.model.path
         if not path:
             return
-        from engine.learn.runtime import cached_model
+        from engine.learn.runtime import ModelRuntime, cached_model
 
         fits, why = [], []
         for sym in self.instruments:
@@ -357,6 +361,7 @@ class Node:
                 fits.append(sym)
             except ConfigError as exc:
                 why.append(str(exc))
+        self._models = {sym: ModelRuntime(path, sym) for sym in fits}
         if not fits:
             raise ConfigError(f"[model] path: no traded symbol can use it: {why[0] if why else path}")
         others = [s for s in self.instruments if s not in fits]

@@ -71,6 +71,12 @@ class ModelRuntime:
                                   f"parameters ({', '.join(diff)} differ): retrain it with these")
         self._checked.add(id(sf))
 
+    def check(self, sf: Any) -> None:
+        """``ConfigError`` unless ``sf`` is this model's symbol with the signal parameters it was trained with
+        (the engine calls it at start, so the hot path never meets the refusal)."""
+        if id(sf) not in self._checked:
+            self._check(sf)
+
     def observe(self, sf: Any, now_ns: int) -> None:
         """Advance the feature history at a depth update (no prediction)."""
         if id(sf) not in self._checked:

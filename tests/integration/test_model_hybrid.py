@@ -31,6 +31,8 @@ def test_the_hybrid_trades_on_the_models_predictions(tmp_path, btc_model):
 
     async def main_() -> None:
         async with node_with_control(cfg) as (node, _c):
+            assert list(node.runner.models) == ["BTCUSDT"]                       # loaded at start, watching
+            assert node.md.on_update == node.runner.on_update_observing        # its history at every depth update
             await asyncio.sleep(1.0)                      # the model's 0.5 s history fills
             sub = await node.submit("long btc 0.3 15s hybrid max 8bps", source="test", user="t")
             live = node.intents[sub.intent_id]
