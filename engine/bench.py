@@ -28,6 +28,7 @@ TARGETS = {
     "msg_to_book_us.p99": ("<=", 3.0),
     "msg_to_decision_us.p50": ("<=", 3.0),
     "msg_to_decision_us.p99": ("<=", 10.0),
+    "msg_to_decision_model_us.p99": ("<=", 10.0),
     "replay_events_per_s": (">=", 1_000_000.0),
     "sim_replay.x_real_time": (">=", 50.0),
     "wire_to_decision_us.p50": ("<=", 25.0),
@@ -182,7 +183,9 @@ def orjson_depth_us(tape: Tape, limit: int = 3000) -> float:
     return round(statistics.median(ns) / 1e3, 3)
 
 
-def run(paths: list[str | Path] | None = None, sockets: bool = True) -> dict:
+def run(paths: list[str | Path] | None = None, sockets: bool = True, model: str | None = None) -> dict:
+    """Every measure on the recording ``paths`` (the bundled sample by default); ``model``: also bytes to a
+    decision with that model's features and every target's prediction (``msg_to_decision_model_us``)."""
     from engine.latency_bench import latency
 
     tape = load_tape(paths)
@@ -197,6 +200,12 @@ def run(paths: list[str | Path] | None = None, sockets: bool = True) -> dict:
         "orjson_loads_depth_us": orjson_depth_us(tape),
         "sim_replay": sim_replay_speed(tape.paths, speed=300.0),
     }
+    if model:
+        from engine.learn.bench import decision_with_model_ns
+        from engine.learn.runtime import cached_model
+
+        r = decision_with_model_ns(tape, cached_model(model, tape.instruments[0].symbol))
+        result["msg_to_decision_model_us"] = {"p50": r["p50"], "p99": r["p99"]}
     if sockets:                      # loopback socket paths: wire -> decision, decision -> bytes on the order socket
         result["machine_stalls"] = machine_stalls()
         result.update(latency(tape))

@@ -44,7 +44,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from engine import bench
 
-    result = bench.run(args.files or None, sockets=not args.no_sockets)
+    result = bench.run(args.files or None, sockets=not args.no_sockets, model=args.model)
     if args.json:
         sys.stdout.write(orjson.dumps(result).decode() + "\n")
     else:
@@ -608,6 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("files", nargs="*", help="a recording to measure on (default: the bundled sample)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b.add_argument("--no-sockets", action="store_true", help="skip the loopback socket measurements (~15 s)")
+    b.add_argument("--model", metavar="MODEL", help="also time bytes to decision with this learned model's "
+                                                     "features and predictions (tapeshot train)")
     b.set_defaults(func=_cmd_bench)
 
     s = sub.add_parser("sim", help="serve a recording as a Binance USD-M venue on loopback")
