@@ -77,15 +77,22 @@ class Model:
     def fit(self, X: np.ndarray, y: np.ndarray) -> Model:
         raise NotImplementedError
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """The raw score (before the link) of every row."""
         raise NotImplementedError
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Every row's prediction: the score, through the logistic link for classification."""
+        z = self.score(X)
+        return _sigmoid(z) if self.task == CLASSIFICATION else z
 
     def predict_one(self, x: np.ndarray) -> float:
         """One float32 row through the Cython kernel (after the link: a probability for classification)."""
         return self.kernel.one(x)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The flat arrays the model file stores (``self.arrays`` for the capacities that keep them)."""
+        return dict(self.arrays)
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -357,13 +364,6 @@ class Trees(Model):
             pass
         return z
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        z = self.score(X)
-        return _sigmoid(z) if self.task == CLASSIFICATION else z
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return dict(self.arrays)
-
     def params(self) -> dict[str, Any]:
         return {"n_trees": self.n_trees, "depth": self.depth, "lr": self.lr, "n_bins": self.n_bins, "lam": self.lam,
                 "min_hess": self.min_hess, "early_frac": self.early_frac, "n_used": self.n_used,
@@ -482,13 +482,6 @@ class MLP(Model):
         for k in range(w2.shape[0]):
             z = z + w2[k] * H[:, k]
         return z
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        z = self.score(X)
-        return _sigmoid(z) if self.task == CLASSIFICATION else z
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return dict(self.arrays)
 
     def params(self) -> dict[str, Any]:
         return {"hidden": self.hidden, "epochs": self.epochs, "batch": self.batch, "lr": self.lr, "l2": self.l2,
