@@ -91,7 +91,7 @@ def test_a_stale_book_while_orders_work_kills(tmp_path):
             report = await killed(node, "book")
             assert "stale" in report["reason"] and any(cid in c for c in report["cancelled"])
             assert node.oms.orders[cid].state.value == "CANCELED"
-            assert any("KILL SWITCH (book)" in p.text and "cancelled" in p.text for p in said)
+            await wait_for(lambda: any("KILL SWITCH (book)" in p.text and "cancelled" in p.text for p in said), 5)
 
     run(main())
 
