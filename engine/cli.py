@@ -59,7 +59,13 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--leverage", type=int, default=20, help="account leverage (default 20)")
     g.add_argument("--maker-fee", default="0.0002", help="maker fee rate (default 0.0002 = 0.02%%)")
     g.add_argument("--taker-fee", default="0.0005", help="taker fee rate (default 0.0005 = 0.05%%)")
-    g.add_argument("--queue", choices=("conservative", "prob"), default="conservative", help="queue model")
+    g.add_argument("--queue", choices=("conservative", "prob", "front"), default="conservative",
+                   help="queue model (front: no queue ahead of our orders, i.e. the queue model switched off)")
+    g.add_argument("--no-impact", action="store_true",
+                   help="our taker fills leave the displayed book as recorded (market impact switched off)")
+    g.add_argument("--start-s", type=float, default=0.0, metavar="S",
+                   help="start serving S seconds (exchange time) into the tape; what comes before is applied "
+                        "silently (default 0)")
     g.add_argument("--feed-latency", default="fixed:0", help="fixed:<ms>, uniform:<lo>:<hi> or recorded")
     g.add_argument("--entry-latency", default="fixed:0", help="send -> match latency: fixed:<ms> or uniform:<lo>:<hi>")
     g.add_argument("--ack-latency", default="fixed:0", help="match -> answer latency")
@@ -80,14 +86,18 @@ def _sim_configs(args: argparse.Namespace):
     try:
         sim = SimConfig(maker_fee=Decimal(args.maker_fee), taker_fee=Decimal(args.taker_fee), queue_model=args.queue,
                         leverage=args.leverage, seed=args.seed, feed_latency=args.feed_latency,
-                        entry_latency=args.entry_latency, ack_latency=args.ack_latency)
+                        entry_latency=args.entry_latency, ack_latency=args.ack_latency,
+                        impact=not getattr(args, "no_impact", False))
     except ArithmeticError as exc:
         raise ConfigError(f"bad fee rate: {exc}") from None
     if args.speed <= 0:
         raise ConfigError("--speed must be > 0")
+    if getattr(args, "start_s", 0.0) < 0:
+        raise ConfigError("--start-s must be >= 0")
     creds = {k: v for k in ("api_key", "api_secret") if (v := getattr(args, k, None))}
     venue = SimVenueConfig(port=getattr(args, "port", 0), speed=args.speed, usdt=Decimal(args.usdt),
-                           leverage=args.leverage, loop_on_end=bool(getattr(args, "loop", False)), **creds)
+                           leverage=args.leverage, loop_on_end=bool(getattr(args, "loop", False)),
+                           start_s=getattr(args, "start_s", 0.0), **creds)
     return sim, venue
 
 

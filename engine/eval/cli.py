@@ -33,6 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="latency of the main comparison: one model for feed, entry and ack (fixed:<ms>, "
                         "uniform:<lo>:<hi>) or three separated by commas (default fixed:1)")
     p.add_argument("--horizon", type=float, default=30.0, help="informed intents' horizon H, s (default 30)")
+    p.add_argument("--informedness", default="3:12", metavar="LO:HI",
+                   help="informed intents' edge: the recorded move over H they are placed on, bps, drawn "
+                        "log-uniform in [LO, HI] (default 3:12; 0:0 = any non-zero move, the first evaluations' rule)")
     p.add_argument("--latencies", default="0,1,5,20,100", help="latency sweep, ms (default 0,1,5,20,100)")
     p.add_argument("--skip", default="", help=f"comma-separated experiments to skip: {','.join(EXPERIMENTS)}")
     p.add_argument("--algos", default=",".join(EVAL_ALGOS), help="algorithms to compare (default: all six)")
@@ -43,6 +46,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--plot", metavar="DIR", help="write PNG charts into DIR")
     p.add_argument("--save-json", metavar="F", help="also write the --json object to F")
+    g2 = p.add_argument_group("the backtest-live gap (--gap)")
+    g2.add_argument("--gap", action="store_true",
+                    help="run only the backtest-live gap: the same intents in the replay (every model on, each of "
+                         "latency / queue / impact off, all off) and on the live path (tapeshot sim and tapeshot "
+                         "run as processes over loopback); one recording")
+    g2.add_argument("--gap-algos", default="ladder,hybrid", help="algorithms of the gap (default ladder,hybrid)")
+    g2.add_argument("--gap-speed", type=float, default=1.0,
+                    help="the live path's replay speed, x real time (default 1: real time)")
+    g2.add_argument("--gap-warmup", type=float, default=20.0, metavar="S",
+                    help="exchange seconds the live venue starts before each intent (default 20)")
+    g2.add_argument("--gap-keep", metavar="DIR", help="keep the live sessions' logs and journals in DIR")
     p.add_argument("--tune", action="store_true", help="grid-search thresholds on the given (development) data "
                                                        "and print them; refuses validation sets")
     p.set_defaults(func=run_cli)
@@ -64,11 +78,17 @@ def _settings(args: argparse.Namespace) -> Settings:
         lats = tuple(float(x) for x in args.latencies.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"bad --latencies {args.latencies!r}") from None
+    try:
+        lo, hi = (float(x) for x in args.informedness.split(":"))
+    except ValueError:
+        raise ConfigError(f"--informedness takes LO:HI in bps, got {args.informedness!r}") from None
+    if not 0 <= lo <= hi or (lo == 0) != (hi == 0):
+        raise ConfigError(f"--informedness needs 0 < LO <= HI (or 0:0), got {args.informedness!r}")
     if "bars" not in skip and "sniper" not in algos:
         skip.add("bars")
     return Settings(n_intents=args.intents, seed=args.seed, latency=tuple(lat * 3 if len(lat) == 1 else lat),
                     horizon_s=args.horizon, workers=args.workers, algos=algos, latencies_ms=lats,
-                    experiments=frozenset(EXPERIMENTS) - skip, models=tuple(args.models))
+                    experiments=frozenset(EXPERIMENTS) - skip, models=tuple(args.models), informedness=(lo, hi))
 
 
 def _recordings(args: argparse.Namespace) -> list[list[str]]:
@@ -87,6 +107,8 @@ def run_cli(args: argparse.Namespace) -> int:
     sets = [dataset(files) for files in _recordings(args)]
     if args.tune:
         return _tune(sets, s)
+    if args.gap:
+        return _gap(args, sets, s)
     if (args.intents_file or args.save_intents) and len(sets) != 1:
         raise ConfigError("--intents-file / --save-intents work with one recording")
     given = intents_mod.load(args.intents_file) if args.intents_file else None
@@ -98,7 +120,8 @@ def run_cli(args: argparse.Namespace) -> int:
             from engine.eval.data import market_path
 
             path = market_path(ds.files)
-            given = intents_mod.generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s)
+            given = intents_mod.generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s,
+                                         informedness=s.informedness)
             intents_mod.save(given, args.save_intents)
         results.append(evaluate(ds, s, given, path))
     if args.plot:
@@ -125,4 +148,37 @@ def _tune(sets, s: Settings) -> int:
     sys.stdout.write(orjson.dumps({"set": sets[0].label, "files": [Path(f).name for f in sets[0].files],
                                    "seed": s.seed, "intents_per_kind": s.n_intents, "params": params},
                                   option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _gap(args: argparse.Namespace, sets, s: Settings) -> int:
+    from engine.eval import intents as intents_mod
+    from engine.eval.data import market_path
+    from engine.eval.gap import GapSettings, check_settings, gap, table
+
+    if len(sets) != 1:
+        raise ConfigError("--gap takes one recording")
+    from engine.intents import ALGOS
+
+    algos = tuple(a.strip() for a in args.gap_algos.split(",") if a.strip())
+    if not algos or set(algos) - set(ALGOS):
+        raise ConfigError(f"--gap-algos: the live path runs what a trader can ask for ({', '.join(ALGOS)}); "
+                          f"got {args.gap_algos!r}")
+    gs = GapSettings(algos=algos, latency=s.latency, speed=args.gap_speed, warmup_s=args.gap_warmup, seed=s.seed,
+                     workers=s.workers, params=s.params, keep=args.gap_keep)
+    check_settings(gs)
+    ds = sets[0]
+    path = market_path(ds.files)
+    its = intents_mod.load(args.intents_file) if args.intents_file else \
+        intents_mod.generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
+    print(f"backtest-live gap on {ds.label}: {len(its)} intents x {len(algos)} algorithms ...", file=sys.stderr,
+          flush=True)
+    result = gap(ds, path, its, intents_mod.pack(its), gs, say=lambda m: print(m, file=sys.stderr, flush=True))
+    doc = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+    if args.save_json:
+        Path(args.save_json).write_bytes(doc + b"\n")
+    if args.json:
+        sys.stdout.write(doc.decode() + "\n")
+    else:
+        print("\n".join(table(result)))
     return 0

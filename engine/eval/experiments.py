@@ -14,7 +14,7 @@ from pathlib import Path
 from engine.eval import tuned
 from engine.eval.cost import signal_cost
 from engine.eval.data import MS, DataSet, MarketPath, market_path
-from engine.eval.intents import EvalIntent, generate, pack
+from engine.eval.intents import INFORMEDNESS_BPS, EvalIntent, generate, pack
 from engine.eval.runner import EVAL_ALGOS, Job, run_jobs
 from engine.eval.stats import measures, summarise
 from engine.model import KNOWN_INSTRUMENTS
@@ -44,6 +44,7 @@ class Settings:
     params: dict[str, dict] = field(default_factory=tuned.params)
     taker_fee: float = 0.0005
     models: tuple[str, ...] = ()               # model files: the Pareto board's capacities beyond the kernels
+    informedness: tuple[float, float] = INFORMEDNESS_BPS   # informed intents' edge range, bps (see intents)
 
 
 def _jobs(ds: DataSet, passes: list[list[EvalIntent]], s: Settings) -> list[Job]:
@@ -102,7 +103,8 @@ def evaluate(ds: DataSet, s: Settings, intents: list[EvalIntent] | None = None,
     """Run every experiment on one recording; returns results and per-intent measures, labelled with the set."""
     t0 = time.perf_counter()
     path = path or market_path(ds.files)
-    intents = intents if intents is not None else generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s)
+    intents = intents if intents is not None else generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s,
+                                                                 informedness=s.informedness)
     passes = pack(intents)
     jobs = _jobs(ds, passes, s)
     results = run_jobs(jobs, s.workers)
@@ -111,6 +113,7 @@ def evaluate(ds: DataSet, s: Settings, intents: list[EvalIntent] | None = None,
     for job, outs in zip(jobs, results, strict=True):
         by_tag[job.tag] += [measures(o, path, tick, s.taker_fee) for o in outs]
     out = {"data": ds.as_json(), "seed": s.seed, "latency": "/".join(s.latency), "horizon_s": s.horizon_s,
+           "informedness_bps": list(s.informedness),
            "n_passes": len(passes), "params": s.params, "tuned_on": tuned.TUNED["set"],
            "in_sample": ds.role == "development", "measures": {k: v for k, v in by_tag.items()}}
     out["algos"] = {a: summarise(by_tag[f"main/{a}"], s.seed) for a in s.algos}

@@ -79,7 +79,15 @@ def set_header(r: dict) -> str:
     d = r["data"]
     tag = "IN-SAMPLE: the thresholds were tuned on this set" if r["in_sample"] else f"tuned on {r['tuned_on']}"
     return (f"== {d['label']}: {', '.join(d['files'])}; seed {r['seed']}; latency {r['latency']}; "
-            f"horizon {r['horizon_s']:g} s; {r['n_passes']} passes; {r['runtime_s']} s; {tag}")
+            f"horizon {r['horizon_s']:g} s; {_informed_rule(r)}; {r['n_passes']} passes; {r['runtime_s']} s; {tag}")
+
+
+def _informed_rule(r: dict) -> str:
+    lo, hi = r.get("informedness_bps", (0, 0))
+    edge = next((a.get("informed_edge_bps") for a in r.get("algos", {}).values()
+                 if a.get("informed_edge_bps") is not None), None)
+    rule = f"informed on moves >= {lo:g}-{hi:g} bps" if hi else "informed on any move"
+    return rule + (f" (mean {edge:.2f} bps)" if edge is not None else "")
 
 
 def pareto_table(label: str, rows: list[dict]) -> list[str]:

@@ -64,6 +64,7 @@ class Job:
     timing: dict[str, float] = field(default_factory=dict)            # TimingParams overrides (ablation)
     bar_ns: int = 0
     tag: str = ""                                                      # which experiment this pass belongs to
+    sim: dict[str, Any] = field(default_factory=dict)                  # SimConfig overrides (queue_model, impact)
 
 
 def truncated(tape: Tape, end_ns: int) -> Tape:
@@ -75,7 +76,7 @@ def truncated(tape: Tape, end_ns: int) -> Tape:
 def run_job(job: Job, factory: Factory | None = None) -> list[dict]:
     """Replay one pass; one outcome per intent: the execution report plus what the statistics need."""
     feed, entry, ack = job.latency
-    sim = SimConfig(seed=job.seed, feed_latency=feed, entry_latency=entry, ack_latency=ack)
+    sim = SimConfig(seed=job.seed, feed_latency=feed, entry_latency=entry, ack_latency=ack, **job.sim)
     cfg = Config(signals=TimingParams(**job.timing)) if job.timing else Config()
     end = max(i.busy_until_ns for i in job.intents)
     tape = truncated(load_tape(list(job.files)), end)

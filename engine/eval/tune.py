@@ -23,7 +23,7 @@ def tune(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
     if ds.role == "validation":
         raise ConfigError(f"{ds.label} is a validation set: tune on the development set only")
     path = market_path(ds.files)
-    intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s)
+    intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
     cur = replace(s, experiments=frozenset())
     for algo in ORDER:
         scored = []

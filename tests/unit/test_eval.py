@@ -62,6 +62,36 @@ def test_informed_sides_match_the_realised_mid_move(path):
         assert it.window_s <= it.horizon_s
 
 
+def test_informed_intents_carry_an_edge_in_the_drawn_range(path):
+    """Each informed intent sits on a recorded move of at least its drawn edge (or the largest of its draws);
+    ``0:0`` is the first evaluations' rule: any non-zero move."""
+    wide = [i for i in im.generate(path, 0, 12, 3, informedness=(3.0, 12.0))]
+    legacy = [i for i in im.generate(path, 0, 12, 3, informedness=(0.0, 0.0))]
+    for it in wide + legacy:
+        m0 = path.mid_at(it.time_ns)
+        move = (path.mid_at(it.time_ns + int(it.horizon_s * SEC)) - m0) / m0 * 1e4
+        assert it.sign * move > 0 and it.edge_bps == pytest.approx(abs(move), abs=1e-3)
+    assert np.mean([i.edge_bps for i in wide]) > np.mean([i.edge_bps for i in legacy])
+    assert sum(i.edge_bps >= 3.0 for i in wide) >= 10
+    with pytest.raises(Exception, match="informedness"):
+        im.generate(path, 0, 1, 3, informedness=(5.0, 2.0))
+
+
+def test_eval_options_refuse_a_bad_informedness_and_baselines_on_the_live_path():
+    from engine.errors import ConfigError
+    from engine.eval.cli import _settings
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    for bad in ("5", "0:3", "x:y", "8:4"):
+        with pytest.raises(ConfigError, match="informedness"):
+            _settings(parser.parse_args(["eval", "--informedness", bad]))
+    assert _settings(parser.parse_args(["eval", "--informedness", "2:20"])).informedness == (2.0, 20.0)
+    args = parser.parse_args(["eval", "--gap", "--gap-algos", "immediate", "--data", *SAMPLE])
+    with pytest.raises(ConfigError, match="live path runs what a trader can ask for"):
+        args.func(args)
+
+
 def test_passes_never_overlap_and_keep_every_intent(path):
     intents = im.generate(path, 6, 6, 4)
     passes = im.pack(intents)

@@ -294,6 +294,34 @@ def test_prob_queue_model_fills_no_later_than_conservative():
     assert earlier >= 3
 
 
+def test_front_queue_model_is_the_queue_switched_off():
+    """``front`` puts our order ahead of the displayed queue: the first sell print at its price fills it, never
+    later than the conservative model (for measuring what queue position costs)."""
+    ex = synced_venue(SimConfig(queue_model="front"))
+    start = applied_count(ex.now_ns)
+    price, q0 = ref_book(start).best(BID)
+    o = ex.place("a", SYM, "BUY", OrderType.LIMIT, 5, price)
+    assert o.status is OrderStatus.NEW and o.queue_ahead == 0 < q0
+    first_print = next(t for _, t, p, n, m in recorded_trades(start) if p == price and m)
+    ex.advance(first_print)
+    assert ex.fills("a") and ex.fills("a")[0].time_ns == first_print and ex.fills("a")[0].maker
+    for after_s, side in ((0, "BUY"), (100, "SELL")):
+        front, cons = first_fill_ns("front", after_s, side), first_fill_ns("conservative", after_s, side)
+        assert front is not None and cons is not None and front <= cons
+
+
+def test_without_impact_our_takers_leave_the_displayed_book_as_recorded():
+    ex = synced_venue(SimConfig(impact=False), after_ns=5 * S)
+    book = ref_book(applied_count(ex.now_ns))
+    asks = book.top(ASK, 3)
+    lots = asks[0][1] + asks[1][1] + 3
+    o = ex.place("a", SYM, "BUY", OrderType.MARKET, lots)
+    assert o.status is OrderStatus.FILLED and o.avg_price == avg_of(walk(book, ASK, lots))
+    assert ex.book(SYM, ASK, 3) == asks                    # served = recorded: nothing consumed
+    o2 = ex.place("a", SYM, "BUY", OrderType.MARKET, lots)
+    assert o2.avg_price == o.avg_price                     # the same walk again, at the same prices
+
+
 def test_fees_are_exact_decimals():
     ex = synced_venue(after_ns=3 * S)
     book = ref_book(applied_count(ex.now_ns))

@@ -909,7 +909,7 @@ class SimExchange:
         o.resting = True
         st.resting[side].setdefault(p, []).append(o)
         st.traded[side].pop(p, None)
-        o.set_queue(float(st.available(side, p)))
+        o.set_queue(0.0 if self.cfg.queue_model == "front" else float(st.available(side, p)))
         batch.dirty.add((side, p))
 
     def _market_bound(self, st: _Sym, buy: bool, opposite: tuple[int, int] | None) -> int:
@@ -964,6 +964,8 @@ class SimExchange:
             else:
                 taken_at[s.price] = taken_at.get(s.price, 0) + s.lots
             batch.dirty.add((side, s.price))
+        if not self.cfg.impact:
+            return                             # impact switched off: the recorded liquidity stays displayed
         cons = st.consumed[side]
         for p, lots in taken_at.items():
             cons[p] = min(cons.get(p, 0) + lots, st.book.qty_at(side, p))

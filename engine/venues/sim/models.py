@@ -14,6 +14,13 @@ us as maker) and differ on depth decreases that no trade explains (cancellations
   ``f(ahead) / (f(ahead) + f(behind))``, ``f(x) = x ** n`` (``SimConfig.queue_power``, default 3), i.e.
   ahead -= chg * f(ahead) / (f(ahead) + f(behind)), plus whatever part attributed to "behind" exceeds what rests
   behind; then capped by the displayed quantity. Never later than ``conservative`` on the same tape.
+- ``front``: no queue at all: our order joins at the *front* of its level (queue_ahead 0 at entry), so the first
+  recorded trade at its price with the aggressor on the other side fills it. Not a model of any real venue: it is
+  the queue model switched off, for measuring what queue position costs (``tapeshot eval --gap``).
+
+Market impact (``SimConfig.impact``): by default liquidity our takers remove stays removed for the rest of the
+level's life (see ``matching``); ``impact=False`` switches that off: our fills are booked but the displayed book is
+served as recorded, as if our orders consumed nothing (again only for measuring what impact costs).
 
 Latency models (``LatencyModel``) are descriptions only: the core never sleeps; callers add the drawn delays to
 exchange time when scheduling. Each channel is ``fixed:<ms>``, ``uniform:<lo>:<hi>`` (ms, uniform draw) or, for the
@@ -36,7 +43,7 @@ from engine.model import Instrument, OrderStatus, OrderType, TimeInForce
 from engine.venues.binance import codes
 
 MS = 1_000_000
-QUEUE_MODELS = ("conservative", "prob")
+QUEUE_MODELS = ("conservative", "prob", "front")
 
 
 # ---- errors ----------------------------------------------------------------------------------------------------
@@ -85,6 +92,7 @@ class SimConfig:
     entry_latency: str = "fixed:0"             # our send -> matching engine
     ack_latency: str = "fixed:0"               # matching engine -> our receipt of the response
     recorded_floor_ms: float = 0.0             # "recorded" feed latency: the tape's minimum maps to this
+    impact: bool = True                        # False: our taker fills leave the displayed book as recorded
 
     def __post_init__(self) -> None:
         if self.queue_model not in QUEUE_MODELS:
@@ -334,7 +342,7 @@ def queue_after_depth(model: str, power: float, queue: float, prev_disp: int, ne
     ``traded_since`` lots having traded there since the level's previous update (already taken off the queue)."""
     if new_disp <= 0:
         return 0.0
-    if model == "conservative":
+    if model in ("conservative", "front"):
         return min(queue, float(new_disp))
     chg = prev_disp - new_disp - traded_since          # decrease not explained by trades
     if chg <= 0:

@@ -77,6 +77,8 @@ class SimVenueConfig:
                                    # False: ``finished`` is set, nothing more is published, the state is kept
     ed25519_api_key: str = "tapeshot-sim-ed25519"
     ed25519_public_pem: bytes = b""  # also accept this Ed25519 key (same account) when set
+    start_s: float = 0.0           # serve from this far (exchange seconds) into the tape; earlier events are applied
+                                   # silently at start (the book, trades, marks are as recorded at that instant)
 
 
 @dataclass
@@ -150,6 +152,10 @@ class SimVenue:
         self.ws_api_url = f"ws://{self.cfg.host}:{port}/ws-fapi/v1"
         first = self.ex.next_time()
         self._exch0 = first if first is not None else 0
+        if self.cfg.start_s > 0 and first is not None:
+            self._exch0 = first + int(self.cfg.start_s * 1e9)
+            self.ex.advance(self._exch0)              # applied, never published: the served tape starts here
+            self.ex.drain_user_events()
         self._wall0 = time.monotonic()
         self._driver = asyncio.create_task(self._drive())
 
