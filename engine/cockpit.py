@@ -130,7 +130,7 @@ class Cockpit:
         return "\n".join(lines)
 
     async def positions(self) -> str:
-        """Each position with its mark (or mid: said which), unrealised and realised PnL (before fees), fees, net
+        """Each position with its mark (or mid: said which), unrealised PnL, realised PnL net of fees, the fees
         and TP/SL levels as prices."""
         from engine import words
 

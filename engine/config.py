@@ -86,7 +86,8 @@ class EngineConfig:
     home: str = "~/.tapeshot"                 # journal and control socket live here unless set below
     journal: str = ""
     control_socket: str = ""
-    metrics_port: int = 0                     # Prometheus exporter on 127.0.0.1 (0: off)
+    metrics_port: int = 0                     # Prometheus exporter, /healthz and /readyz (0: off)
+    metrics_host: str = "127.0.0.1"           # the address it listens on (0.0.0.0 in a container)
     timer_ms: int = 20                        # algorithm timer (deadlines fire even when the market is quiet)
     console: str = "auto"                     # read intents from stdin: auto (when it is a terminal), on, off
     cpu_pinning: str = "auto"                 # tapeshot run: event loop on its own core, journal writer elsewhere

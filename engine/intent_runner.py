@@ -34,6 +34,7 @@ from engine.errors import ConfigError, RiskRefused, StateError, VenueError
 from engine.execution import Arrival, Sizing, Tracker, cap_ticks, make_algo, make_spec, size_intent
 from engine.intents import Intent, IntentKind
 from engine.lifecycle import IState, LiveIntent
+from engine.metrics import bump, intent_outcome
 from engine.oms.orders import Fill, Order, OState
 from engine.risk import TradingState
 from engine.venues.binance import codes
@@ -70,6 +71,7 @@ class IntentRunner:
         self.models: dict[str, Any] = {}                    # symbol -> engine.learn.runtime.ModelRuntime (node)
         self.outcomes: Any = None                           # engine.dataset.outcomes.Outcomes (set by the node)
         self.context_feed: Any = None                       # the context symbol's feed (engine.dataset.state)
+        self.ended: dict[str, int] = {}                     # intents by outcome (engine.metrics.intent_outcome)
 
     # ---- acceptance ---------------------------------------------------------------------------------------
 
@@ -107,6 +109,9 @@ class IntentRunner:
         try:
             return await self._admit(intent, source, user, key)
         except (RiskRefused, ConfigError) as exc:
+            bump(self.ended, "refused")
+            if isinstance(exc, RiskRefused):
+                self.risk.count_refusal(exc.reason, "intent")
             self._journal_refusal(intent, source, user, exc)
             try:
                 await self.journal.sync()
@@ -266,6 +271,10 @@ class IntentRunner:
         now_ms = self.clock() // MS
         self.journal.intent_state(li.id, li.state.value, now_ms)
         self.journal.decision(li.id, now_ms, "state", {"from": before.value, "to": li.state.value, "why": why})
+        if li.state.final:
+            tr = li.tracker
+            filled = sum(f[1] for f in tr.fills) if tr is not None else 0
+            bump(self.ended, intent_outcome(li.state.value, filled, tr.spec.qty if tr is not None else 1))
         return True
 
     def _params_for(self, symbol: str) -> dict[str, dict]:
@@ -562,6 +571,7 @@ class IntentRunner:
         """Close an interrupted intent from venue truth (reconciliation's decision); ``row``: its journal row."""
         now_ms = self.clock() // MS
         report = {"intent_id": iid, "state": state, "filled": str(executed), "note": note}
+        bump(self.ended, intent_outcome(state, 1, 1))          # closed from venue truth: done means all of it
         self.journal.intent_state(iid, state, now_ms, report)
         self.journal.decision(iid, now_ms, "state", {"to": state, "why": note})
         d = (row or {}).get("data") or {}

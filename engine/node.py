@@ -78,6 +78,7 @@ class Node:
         self.started = asyncio.Event()
         self.tape_ended = asyncio.Event()      # a sim venue's tape has ended (no more market data; not with loop)
         self.reconciliation: list[str] = []
+        self.reconcile_differences: dict[str, int] = {}   # by kind (order, position, fill), for the metrics
         self.shutdown_report: list[str] = []
         self.archived_journal: Path | None = None       # an earlier embedded-sim session's journal, moved aside
         self._journal_lock: int | None = None
@@ -152,7 +153,7 @@ class Node:
             rt.check(self.feed[sym])                  # other [signals] parameters than the model's: refused now
         on_update = self.runner.on_update_observing if self.runner.models else self.runner.on_update
         self.md = MarketData(self.feed, self.rest, ws_url, self.session, on_update,
-                             stream_cls=market_stream_class(kind))
+                             stream_cls=market_stream_class(kind), clock=self.now)
         self.user = UserStream(ws_url, self.rest, self.session, self.oms.on_user_event,
                                on_connect=self._user_connected)
         self._tasks += [asyncio.create_task(self.md.run()), asyncio.create_task(self.user.run())]
@@ -236,6 +237,16 @@ class Node:
         if self.ws_api is not None:
             up["order socket"] = _socket_up(self.ws_api)
         return {k: "up" if v else "DOWN" for k, v in up.items()}
+
+    def connections(self) -> dict[str, bool]:
+        """Each connection to the venue, up or not, for the metrics and /readyz (read from any thread): the
+        market stream, the user data stream, REST (its last request answered) and, when used, the WebSocket
+        API's order socket."""
+        up = {"market": self.md.stream.connected.is_set(), "user": self.user.connected.is_set(),
+              "rest": self.rest.answering}
+        if self.ws_api is not None:
+            up["order"] = _socket_up(self.ws_api)
+        return up
 
     def _reach_watch(self, limit_s: float) -> guards.ReachWatch:
         probes = {"market stream": self.md.stream.connected.is_set, "user stream": self.user.connected.is_set}
@@ -476,6 +487,8 @@ class Node:
         await self.protect.sync_all()
         await self.journal.sync()
         self.reconciliation = rec.notes
+        for kind, n in rec.differences.items():
+            self.reconcile_differences[kind] = self.reconcile_differences.get(kind, 0) + n
         for line in rec.notes:
             log.warning("reconcile: %s", line)
             self.bus.emit_all("risk", f"reconcile: {line}", event="reconcile")

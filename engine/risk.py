@@ -113,7 +113,9 @@ class OrderCheck:
 class RiskGateway:
     """The pre-trade gate every order passes; the checks themselves run in C (``ext.orders.RiskCore``).
 
-    ``state`` and ``open_orders`` are read by the checks; ``refused`` counts refusals by reason."""
+    ``state`` and ``open_orders`` are read by the checks; ``refused`` counts refusals by reason and
+    ``refused_levels`` by (reason, level): ``order`` for the order path's checks, ``intent`` for an intent
+    refused as a whole when it arrives (the intent runner counts those, ``count_refusal``)."""
 
     def __init__(self, cfg: RiskConfig | None = None) -> None:
         self.cfg = cfg = cfg or RiskConfig()
@@ -122,6 +124,7 @@ class RiskGateway:
             self.core.add_symbol(symbol, **_core_args(cfg.limits(symbol)))
         self._state = TradingState.ACTIVE
         self.refused: dict[str, int] = {}
+        self.refused_levels: dict[tuple[str, str], int] = {}
 
     @property
     def state(self) -> TradingState:
@@ -139,6 +142,12 @@ class RiskGateway:
     @open_orders.setter
     def open_orders(self, value: int) -> None:
         self.core.open_orders = value
+
+    def count_refusal(self, reason: str, level: str = "order") -> None:
+        """One refusal (``level``: order or intent); a reason outside the known set counts as ``other``."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        key = (reason if reason in REFUSAL_REASONS else "other", level)
+        self.refused_levels[key] = self.refused_levels.get(key, 0) + 1
 
     def check(self, o: OrderCheck, book_health: dict | None = None, now_s: float | None = None) -> None:
         """Raise RiskRefused unless this order may go now; on success count it against the order rate."""
@@ -166,19 +175,19 @@ class RiskGateway:
                      position: float, reduce_only: bool, tick: float, venue_min_notional: float = 0) -> None:
         """The checks an intent as a whole must pass when it is accepted, before any order: its size as one order
         (the algorithms may send all of it at once), valued at its limit or the mid, the position after it, and
-        the worst price it may send against the mid's band. Raises ``RiskRefused`` (counted in ``refused``)
-        naming the limit, the value and the unit; rates, open orders and the book are the orders' to pass."""
+        the worst price it may send against the mid's band. Raises ``RiskRefused`` naming the limit, the value and
+        the unit (not counted here: a preview asks too; the intent runner counts the refusals of intents);
+        rates, open orders and the book are the orders' to pass."""
         lim = self.limits(symbol, venue_min_notional)
         exc = _intent_breach(lim, symbol, buy, qty, limit, worst, mid, position, reduce_only, tick)
         if exc is not None:
-            self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
             raise exc
 
     def refusal(self, code: int, symbol: str, buy: bool, qty: float, price: float | None, mid: float | None,
                 position: float) -> RiskRefused:
         """The ``RiskRefused`` for a ``RiskCore`` code (counted in ``refused``), with the numbers behind it."""
         reason = RISK_REASONS[code]
-        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.count_refusal(reason, "order")
         if reason in LIMIT_REASONS:                  # the core kept the limit, the value and whose limit it was
             core = self.core
             scope = "the account" if core.last_sym == RISK_ACCOUNT else symbol
@@ -203,6 +212,8 @@ class RiskGateway:
 
 
 _STATES = (TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED)
+# every reason a refusal may carry (the order path's and the intent runner's), the metrics' bounded label set
+REFUSAL_REASONS = frozenset(RISK_REASONS[1:]) | LIMIT_REASONS | {"shutdown", "busy", "deadline", "invalid"}
 _NAN = float("nan")
 
 

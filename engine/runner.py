@@ -116,9 +116,9 @@ def _kill_on_sigusr1(node: Node) -> None:
 
 def _fronts_line(cfg: Config, console: bool, sock: object, telegram: str) -> str:
     """The start-up line naming each front end and whether it is on."""
-    port = cfg.engine.metrics_port
+    port, host = cfg.engine.metrics_port, cfg.engine.metrics_host
     return (f"front ends: console {'on' if console else 'off'}; control socket {sock}; Telegram {telegram}; "
-            f"metrics {f'on http://127.0.0.1:{port}/metrics' if port else 'off'}")
+            f"metrics {f'on http://{host}:{port}/metrics (/healthz, /readyz)' if port else 'off'}")
 
 
 async def _front_ends(node: Node, cfg: Config) -> tuple[list, str]:
@@ -127,7 +127,7 @@ async def _front_ends(node: Node, cfg: Config) -> tuple[list, str]:
     if cfg.engine.metrics_port:
         from engine.metrics import serve_metrics
 
-        stoppers.append(await serve_metrics(node, cfg.engine.metrics_port))
+        stoppers.append(await serve_metrics(node, cfg.engine.metrics_port, cfg.engine.metrics_host))
     if not os.environ.get("TAPESHOT_TELEGRAM_TOKEN"):
         return stoppers, "off (TAPESHOT_TELEGRAM_TOKEN not set)"
     from engine.telegram import start_from_config

@@ -172,8 +172,8 @@ def orders_text(cockpit: Any) -> str:
 
 
 def pnl_text(cockpit: Any) -> str:
-    """Per symbol: position, entry, mark, unrealised at the mark, realised (before fees), fees, net; then the
-    totals and the day's change in equity from the kill switch's day open (net of fees)."""
+    """Per symbol: position, entry, mark, unrealised at the mark, realised net of fees, fees, net (realised +
+    unrealised); then the totals and the day's change in equity from the kill switch's day open (net of fees)."""
     lines, tot_real, tot_fees, tot_unreal = [], Decimal(0), Decimal(0), Decimal(0)
     feed = cockpit.runner.feed
     for sym, p in sorted(cockpit.oms.positions.positions.items()):
@@ -184,23 +184,24 @@ def pnl_text(cockpit: Any) -> str:
         except (KeyError, AttributeError):
             mark, what = None, "mid"
         unreal = (mark - p.entry) * p.qty if (mark is not None and p.qty) else Decimal(0)
-        tot_real, tot_fees, tot_unreal = tot_real + p.realized, tot_fees + p.fees, tot_unreal + unreal
+        real = p.realized - p.fees                              # realised is net of fees, everywhere
+        tot_real, tot_fees, tot_unreal = tot_real + real, tot_fees + p.fees, tot_unreal + unreal
         lines.append(f"{sym}: {signed_qty(p.qty, sym)}" + (f" @ {price(p.entry.quantize(Decimal('0.01')))}"
                                                            if p.qty else "")
                      + (f", {what} {price(mark)}" if mark is not None else "")
-                     + f"\n  unrealised {usdt(unreal)} · realised {usdt(p.realized)} · fees {usdt(p.fees)}"
-                     f" · net {usdt(p.realized - p.fees + unreal, signed=True)}")
+                     + f"\n  unrealised {usdt(unreal)} · realised {usdt(real)} · fees {usdt(p.fees)}"
+                     f" · net {usdt(real + unreal, signed=True)}")
     if not lines:
         return "no trades yet: PnL 0.00 USDT"
     lines.append(f"total: unrealised {usdt(tot_unreal)} · realised {usdt(tot_real)} · fees {usdt(tot_fees)} · "
-                 f"net {usdt(tot_real - tot_fees + tot_unreal)}")
+                 f"net {usdt(tot_real + tot_unreal)}")
     ks = cockpit.killswitch
     if getattr(ks, "day_open", None) is not None:
         from engine.guards import equity
 
         now = equity(cockpit.oms, feed, cockpit.runner.instruments)
         lines.append(f"today ({ks.day}): {usdt(now - ks.day_open)} net since the day opened")
-    lines.append("realised is before fees; net = realised - fees + unrealised")
+    lines.append("realised is net of fees; net = realised + unrealised")
     return "\n".join(lines)
 
 

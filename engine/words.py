@@ -188,10 +188,11 @@ def _short_report(r: Mapping[str, Any], intent_id: str, sym: str) -> str:
 
 
 def pnl_text(realised: Number, fees: Number, unrealised: Number | None = None, mark_kind: str = "mark") -> str:
-    """PnL with its convention: realised (before fees), fees, net = realised - fees, and unrealised at the mark
-    (or the mid: ``mark_kind`` says which)."""
+    """PnL with the engine's one convention (the metrics' too): realised NET of fees (``realised``, the trading
+    PnL before fees, minus ``fees``), the fees paid, and unrealised at the mark (or the mid: ``mark_kind`` says
+    which)."""
     r, f = _dec(realised) or Decimal(0), _dec(fees) or Decimal(0)
-    text = f"realised {usdt(r, signed=True)} before fees, fees {usdt(f)}, net {usdt(r - f, signed=True)}"
+    text = f"realised {usdt(r - f, signed=True)} net of fees {usdt(f)}"
     if unrealised is not None:
         text += f"; unrealised {usdt(unrealised, signed=True)} at the {mark_kind}"
     return text

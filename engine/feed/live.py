@@ -10,6 +10,12 @@ Mark prices: ``<symbol>@markPrice@1s`` is subscribed too. Each markPriceUpdate s
 (``ext.feed.SymbolFeed``, plain Python attributes off the book path): ``mark_price``, ``index_price`` and
 ``funding_rate`` (``Decimal``), ``next_funding_ms`` and ``mark_time_ms`` (``int``, ms since the epoch); all None
 before the first update.
+
+Measuring (``on_raw``): one message in ``SAMPLE`` is timed from its bytes to the algorithms' decision
+(``tapeshot_msg_to_decision_seconds{symbol}``) and its feed latency taken: the exchange clock (``clock``) minus the
+event time the feed has just kept for it (``tapeshot_feed_latency_seconds{symbol,stream}``); every markPriceUpdate's
+latency is taken too. Between samples the cost is one countdown. ``metrics=False`` (the bench's
+reference) takes the same path without any of it.
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ import aiohttp
 import orjson
 
 from engine.errors import VenueError
-from engine.metrics import HISTOGRAMS
+from engine.metrics import HISTOGRAMS, Histogram
 from engine.venues.binance.rest import BinanceRest
 from engine.venues.binance.streams import MarketStream
 
 log = logging.getLogger(__name__)
 SAMPLE = 64
-MSG_TO_DECISION = HISTOGRAMS["msg_to_decision"]
+MS = 1_000_000
+# ext.feed.Feed.on_message's kinds (1 depth applied, 2 bookTicker, 3 trade, 4 aggTrade) -> the stream label
+KIND_STREAM = {1: "depth", 2: "ticker", 3: "trade", 4: "trade"}
 
 DEFAULT_STREAMS = ("depth@0ms", "bookTicker", "trade", "markPrice@1s")
 WARN_AFTER_S = 10.0            # a snapshot failing for this long is logged as a WARNING (before: INFO)
@@ -42,10 +50,15 @@ class MarketData:
     def __init__(self, feed, rest: BinanceRest, ws_base: str, session: aiohttp.ClientSession,
                  on_update: Callable[[int, object], None] | None = None, kinds: tuple[str, ...] = DEFAULT_STREAMS,
                  snapshot_limit: int = 1000, snapshot_delay_s: float = 0.05, max_retry_s: float = 5.0,
-                 stream_cls: type | None = None) -> None:
+                 stream_cls: type | None = None, clock: Callable[[], int] | None = None,
+                 metrics: bool = True) -> None:
         self.feed = feed
         self.rest = rest
         self.on_update = on_update
+        self.clock = clock if metrics else None   # the exchange clock (ns) for feed latency; None: not measured
+        self._timers = {sf.symbol: _timers(sf.symbol) for sf in feed.symbols}
+        if not metrics:
+            self.on_raw = self.on_raw_plain     # type: ignore[method-assign]
         self.snapshot_limit = snapshot_limit
         self.snapshot_delay_s = snapshot_delay_s
         self.max_retry_s = max_retry_s
@@ -55,28 +68,68 @@ class MarketData:
         self._tasks: set[asyncio.Task] = set()
         self.stats = {"snapshots": 0, "snapshot_errors": 0, "reconnects": 0, "mark_prices": 0}
         self.last_error: dict[str, str] = {}             # symbol -> the last snapshot failure ("" after a success)
-        self._n = 0
+        self._left = SAMPLE                 # messages until the next sampled one (on_raw)
 
     def on_raw(self, data: bytes) -> None:
-        """The hot path: one raw message into the feed, then whoever acts on book/signal updates. One message
-        in ``SAMPLE`` is timed end to end for the msg_to_decision histogram."""
-        self._n += 1
-        timed = self._n % SAMPLE == 0
-        if timed:
-            t0 = perf_counter_ns()
+        """The hot path: one raw message into the feed, then whoever acts on book/signal updates. Every
+        ``SAMPLE``-th message goes through ``_on_raw_timed`` instead (a countdown: the cheapest test we found)."""
+        left = self._left - 1
+        if left:
+            self._left = left
+            r = self.feed.on_message(data)
+            if r > 0:
+                if self.on_update is not None:
+                    self.on_update(r, self.feed.last)
+            elif r == 0:
+                self._idle(data)
+            return
+        self._left = SAMPLE
+        self._on_raw_timed(data)
+
+    def _on_raw_timed(self, data: bytes) -> None:
+        """``on_raw`` for a sampled message: timed end to end and its feed latency taken (``_observe``)."""
+        t0 = perf_counter_ns()
         r = self.feed.on_message(data)
         if r > 0:
             if self.on_update is not None:
                 self.on_update(r, self.feed.last)
-            if timed:
-                MSG_TO_DECISION.observe((perf_counter_ns() - t0) / 1e9)
+            self._observe(r, t0)
         elif r == 0:
-            if b"markPriceUpdate" in data:
-                self.on_mark(data)
-                return
-            sf = self.feed.last
-            if sf is not None and sf.needs_snapshot and sf.symbol not in self._fetching:
-                self._spawn(self._snapshot(sf.symbol))
+            self._idle(data)
+
+    def on_raw_plain(self, data: bytes) -> None:
+        """``on_raw`` without any measuring (``metrics=False``): what the instrumentation is measured against."""
+        r = self.feed.on_message(data)
+        if r > 0:
+            if self.on_update is not None:
+                self.on_update(r, self.feed.last)
+        elif r == 0:
+            self._idle(data)
+
+    def _idle(self, data: bytes) -> None:
+        """A message that changed no book: a markPriceUpdate, or a diff buffered while the book waits for a
+        snapshot (one is fetched unless a fetch is in flight)."""
+        if b"markPriceUpdate" in data:
+            self.on_mark(data)
+            return
+        sf = self.feed.last
+        if sf is not None and sf.needs_snapshot and sf.symbol not in self._fetching:
+            self._spawn(self._snapshot(sf.symbol))
+
+    def _observe(self, r: int, t0: int) -> None:
+        """A sampled message of kind ``r`` (``perf_counter_ns`` ``t0`` at its arrival): bytes to decision, and
+        the exchange clock minus its event time (a depth diff's is the book's time, the others the feed's newest
+        event time, which they have just set)."""
+        t1 = perf_counter_ns()
+        sf = self.feed.last
+        timers = self._timers.get(sf.symbol)
+        if timers is None:
+            return
+        timers["decision"].observe((t1 - t0) / 1e9)
+        stream = KIND_STREAM.get(r)
+        if stream is not None and self.clock is not None:
+            event_ns = sf.last_book_ns if r == 1 else sf.last_event_ns
+            timers[stream].observe((self.clock() - event_ns) / 1e9)
 
     def on_mark(self, data: bytes) -> None:
         """A markPriceUpdate (off the hot path): its values onto the symbol's feed object."""
@@ -92,6 +145,9 @@ class MarketData:
         sf.next_funding_ms = d.get("T") if isinstance(d.get("T"), int) else None
         sf.mark_time_ms = d.get("E") if isinstance(d.get("E"), int) else None
         self.stats["mark_prices"] += 1
+        timers = self._timers.get(sf.symbol)
+        if sf.mark_time_ms is not None and self.clock is not None and timers is not None:
+            timers["mark"].observe((self.clock() - sf.mark_time_ms * MS) / 1e9)
 
     async def on_connect(self) -> None:
         if self.stream.connects > 1:
@@ -157,3 +213,10 @@ class MarketData:
         await self.stream.close()
         for t in list(self._tasks):
             t.cancel()
+
+
+def _timers(symbol: str) -> dict[str, Histogram]:
+    """A symbol's histograms: bytes to decision, and feed latency per stream (depth, trade, ticker, mark)."""
+    lat = HISTOGRAMS["feed_latency"]
+    return {"decision": HISTOGRAMS["msg_to_decision"].labels(symbol),
+            **{stream: lat.labels(symbol, stream) for stream in ("depth", "trade", "ticker", "mark")}}

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine import crashpoints
 from engine.errors import RiskRefused, StateError, VenueClientError, VenueError, VenueServerError
-from engine.metrics import HISTOGRAMS
+from engine.metrics import HISTOGRAMS, bump, order_kind, reject_code
 from engine.model import Instrument
 from engine.oms.journal import Journal
 from engine.oms.orders import FINAL_STATES, VENUE_STATUS, Fill, Order, OState, Trigger
@@ -33,7 +33,10 @@ from engine.venues.binance.streams import read_order_update
 log = logging.getLogger(__name__)
 
 OnOrder = Callable[[Order, Fill | None], None]
-ROUND_TRIP = HISTOGRAMS["order_round_trip"]
+ROUND_TRIP = HISTOGRAMS["order_round_trip"]          # by order type
+CANCEL_ROUND_TRIP = HISTOGRAMS["cancel_round_trip"]
+RESULTS = {OState.ACKNOWLEDGED: "accepted", OState.PARTIALLY_FILLED: "partially_filled", OState.FILLED: "filled",
+           OState.CANCELED: "cancelled", OState.EXPIRED: "expired", OState.REJECTED: "rejected"}
 
 
 class OrderManager:
@@ -52,6 +55,10 @@ class OrderManager:
         self._tasks: set[asyncio.Task] = set()
         self.live: set[str] = set()                # orders sent and not final (pruned as they end; open_count)
         self._decimals: dict[Decimal, int] = {}
+        # for the metrics: (type, result) -> orders that reached it; (symbol, maker|taker) -> fills; code -> rejects
+        self.results: dict[tuple[str, str], int] = {}
+        self.fill_counts: dict[tuple[str, str], int] = {}
+        self.rejects: dict[str, int] = {}
 
     # ---- sending ------------------------------------------------------------------------------------------
 
@@ -104,17 +111,21 @@ class OrderManager:
         self.orders[o.client_order_id] = o
         self.live.add(o.client_order_id)
         self.journal.order(o)
-        t0 = time.perf_counter_ns()
+        sent = [time.perf_counter_ns()]
+
+        def on_sent() -> None:
+            sent[0] = time.perf_counter_ns()          # the round trip starts when the bytes leave
+            self._sent(o)
+
         try:
-            answer = await self.gateway.place(self.params(o), max_wait_ms=max_wait_ms,
-                                              on_sent=lambda: self._sent(o))
-            ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
+            answer = await self.gateway.place(self.params(o), max_wait_ms=max_wait_ms, on_sent=on_sent)
+            self._round_trip(o, sent[0])
         except RiskRefused as exc:
             self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.detail}, reason=exc.detail)
         except VenueClientError as exc:
+            self._round_trip(o, sent[0])
             self._sent(o)
-            o.reject_code = exc.code
-            self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
+            self._rejected(o, exc)
         except VenueServerError as exc:
             if not exc.sent:
                 self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.msg}, reason=exc.msg)
@@ -131,6 +142,17 @@ class OrderManager:
         """The order's bytes left (or the venue answered, so they did): SUBMITTED, journalled and reported, once."""
         if o.state is OState.NEW:
             self._transition(o, Trigger.SUBMIT, "submit")
+
+    @staticmethod
+    def _round_trip(o: Order, t0: int) -> None:
+        """The venue answered ``o`` (accepted or rejected): its round trip since ``t0`` (``perf_counter_ns``)."""
+        ROUND_TRIP.labels(order_kind(o.type, o.tif)).observe((time.perf_counter_ns() - t0) / 1e9)
+
+    def _rejected(self, o: Order, exc: VenueClientError) -> None:
+        """The venue refused ``o``: REJECTED with its code, counted by code."""
+        o.reject_code = exc.code
+        bump(self.rejects, reject_code(exc.code))
+        self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
 
     def submit_now(self, o: Order, decision_ns: int = 0, max_wait_ms: int | None = None) -> asyncio.Future:
         """``submit`` with no task hop: the order goes on the wire at once when it can (``place_now``), else as
@@ -203,13 +225,13 @@ class OrderManager:
         if exc is None or isinstance(exc, VenueClientError) or (isinstance(exc, VenueServerError) and exc.sent):
             self._sent(o)                                   # the venue answered, or bytes may have left
         if exc is None:
-            ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
+            self._round_trip(o, t0)
             self.apply_answer(o, answer.result())
         elif isinstance(exc, RiskRefused):                  # held past its deadline: never sent
             self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.detail}, reason=exc.detail)
         elif isinstance(exc, VenueClientError):
-            o.reject_code = exc.code
-            self._transition(o, Trigger.REJECT, "rejected", {"code": exc.code, "msg": exc.msg}, reason=exc.msg)
+            self._round_trip(o, t0)
+            self._rejected(o, exc)
         elif isinstance(exc, VenueServerError) and not exc.sent:
             self._transition(o, Trigger.REJECT, "not sent", {"msg": exc.msg}, reason=exc.msg)
         elif isinstance(exc, VenueServerError):
@@ -224,9 +246,12 @@ class OrderManager:
         o = self.orders.get(client_order_id)
         if o is None or o.state.final:
             return
+        t0 = time.perf_counter_ns()
         try:
             answer = await self.gateway.cancel(o.symbol, client_order_id)
+            CANCEL_ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
         except VenueClientError as exc:
+            CANCEL_ROUND_TRIP.observe((time.perf_counter_ns() - t0) / 1e9)
             if exc.code in (codes.CANCEL_REJECTED, codes.NO_SUCH_ORDER):
                 await self.resolve(o)                  # already final at the venue (filled or expired): find out
             else:
@@ -287,6 +312,7 @@ class OrderManager:
             self._transition(o, Trigger.CANCEL if kind == "CANCELED" else Trigger.EXPIRE, kind.lower())
 
     def add_fill(self, o: Order, fill: Fill) -> None:
+        before = o.state
         try:
             fresh = o.add_fill(fill)
         except StateError as exc:
@@ -296,6 +322,8 @@ class OrderManager:
             self.stale_events += 1
             return
         self.positions.apply(o.symbol, o.side, fill.price, fill.qty, fill.fee)
+        bump(self.fill_counts, (o.symbol, "maker" if fill.maker else "taker"))
+        self._count(o, before)
         if o.state in FINAL_STATES:
             self.live.discard(o.client_order_id)
         self.journal.fill(fill)
@@ -306,6 +334,7 @@ class OrderManager:
 
     def _transition(self, o: Order, trigger: Trigger, event: str, detail: dict | None = None,
                     reason: str = "") -> None:
+        before = o.state
         try:
             moved = o.apply(trigger, self.clock_ms(), reason)
         except StateError as exc:
@@ -314,11 +343,18 @@ class OrderManager:
         if not moved:
             self.stale_events += 1
             return
+        self._count(o, before)
         if o.state in FINAL_STATES:
             self.live.discard(o.client_order_id)
         self.journal.order(o)
         self.journal.order_event(o.client_order_id, o.updated_ms, event, o.state.value, detail)
         self.on_order(o, None)
+
+    def _count(self, o: Order, before: OState) -> None:
+        """For the metrics: ``o`` reached a state it was not in (accepted, partially filled, filled, ...)."""
+        result = RESULTS.get(o.state)
+        if result is not None and o.state is not before:
+            bump(self.results, (order_kind(o.type, o.tif), result))
 
     # ---- resolution ---------------------------------------------------------------------------------------
 

@@ -55,6 +55,12 @@ class Reconciliation:
     resume: list[Resume] = field(default_factory=list)
     close: list[Close] = field(default_factory=list)
     adopted: int = 0
+    differences: dict[str, int] = field(default_factory=dict)   # by kind: order, position, fill (the metrics)
+
+    def differ(self, kind: str, note: str) -> None:
+        """One difference between the journal and the venue (``kind``: order, position or fill), noted."""
+        self.differences[kind] = self.differences.get(kind, 0) + 1
+        self.notes.append(note)
 
 
 def intent_of(client_order_id: str) -> str:
@@ -121,7 +127,7 @@ def _take(oms: Any, row: dict, intents: dict[str, dict], executed: dict[str, Dec
             return                                          # not ours, or another engine's: reported in step 5
         o = oms.adopt(row, iid, "exit" if intents[iid]["data"].get("kind") == "exit" else "entry")
         rec.adopted += 1
-        rec.notes.append(f"order {cid} found at the venue with no journal row (sent before its row was "
+        rec.differ("order", f"order {cid} found at the venue with no journal row (sent before its row was "
                          f"written): {row.get('status')}, executed {row.get('executedQty')}")
     elif o.state is OState.NEW:
         o.apply(Trigger.SUBMIT, o.updated_ms)              # journalled as not sent, but the venue has it
@@ -129,7 +135,7 @@ def _take(oms: Any, row: dict, intents: dict[str, dict], executed: dict[str, Dec
     oms.apply_answer(o, row, fetch=False)
     executed[cid] = Decimal(row.get("executedQty") or "0")
     if (o.state, o.filled) != before:
-        rec.notes.append(f"order {cid}: {before[0]} -> {o.state}")
+        rec.differ("order", f"order {cid}: {before[0]} -> {o.state}")
 
 
 async def _resolve_open(oms: Any, executed: dict[str, Decimal], rec: Reconciliation) -> None:
@@ -144,7 +150,7 @@ async def _resolve_open(oms: Any, executed: dict[str, Decimal], rec: Reconciliat
         if o.client_order_id in oms.venue_filled:
             executed[o.client_order_id] = oms.venue_filled[o.client_order_id]
         if o.state is not before:
-            rec.notes.append(f"order {o.client_order_id}: {before} -> {o.state}" +
+            rec.differ("order", f"order {o.client_order_id}: {before} -> {o.state}" +
                              (f" ({o.reason})" if o.reason else ""))
 
 
@@ -156,7 +162,7 @@ async def _fills(oms: Any, executed: dict[str, Decimal], rec: Reconciliation) ->
             continue
         before = o.filled
         await oms.fetch_fills(o, every=True)
-        rec.notes.append(f"order {cid}: {o.filled - before} filled at the venue that the journal never saw")
+        rec.differ("fill", f"order {cid}: {o.filled - before} filled at the venue that the journal never saw")
 
 
 async def _decide(oms: Any, iid: str, row: dict, instruments: dict[str, Any], executed: dict[str, Decimal],
@@ -198,7 +204,7 @@ async def _unknown_open(rest: Any, oms: Any, rec: Reconciliation) -> None:
         return
     for row in venue_open:
         if row.get("clientOrderId") not in oms.orders:
-            rec.notes.append(f"venue has an order we did not place: {row.get('symbol')} {row.get('side')} "
+            rec.differ("order", f"venue has an order we did not place: {row.get('symbol')} {row.get('side')} "
                              f"{row.get('origQty')} @ {row.get('price')} ({row.get('clientOrderId')})")
 
 
@@ -211,7 +217,7 @@ async def _positions(rest: Any, oms: Any, instruments: dict[str, Any], rec: Reco
     for sym in instruments:
         ours, theirs = oms.positions.get(sym).qty, venue_pos.get(sym, Decimal(0))
         if ours != theirs:
-            rec.notes.append(f"position {sym}: journal {ours} vs venue {theirs} (trades outside this engine?)")
+            rec.differ("position", f"position {sym}: journal {ours} vs venue {theirs} (trades outside this engine?)")
 
 
 def adopt_order(row: dict, intent_id: str, purpose: str) -> Order:

@@ -61,7 +61,7 @@ def test_status_pos_and_report_are_in_the_traders_units(tmp_path):
             clean(status)
             assert "BTCUSDT: long 0.010 BTC @ " in status and "book synced" in status
             kind = "mark" if getattr(node.feed["BTCUSDT"], "mark_price", None) else "mid"
-            assert f"at the {kind}" in status and "before fees" in status and "net " in status
+            assert f"at the {kind}" in status and "net of fees" in status
             _, same = await say(con, out, "status BTCUSDT")
             assert same.splitlines()[1].startswith("BTCUSDT: long 0.010 BTC")
             _, pos = await say(con, out, "pos")

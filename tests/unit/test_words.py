@@ -91,10 +91,10 @@ def test_a_position_at_the_mark_with_realised_fees_and_net():
     clean(text)
     assert text.startswith("BTCUSDT: short 0.250 BTC @ 28100.05 entry, mark 28000.0")
     assert "unrealised +25.01 USDT at the mark" in text                       # short and the price fell
-    assert "realised +12.50 USDT before fees, fees 0.7025 USDT, net +11.80 USDT" in text and "SL 28500.0" in text
+    assert "realised +11.80 USDT net of fees 0.7025 USDT" in text and "SL 28500.0" in text   # realised is net
     flat = words.position_of(BTC, SimpleNamespace(qty=Decimal(0), entry=Decimal(0), realized=Decimal("-3"),
                                                   fees=Decimal("1")), None, "mid")
-    assert flat == "BTCUSDT: flat; realised -3.00 USDT before fees, fees 1.00 USDT, net -4.00 USDT; no TP/SL"
+    assert flat == "BTCUSDT: flat; realised -4.00 USDT net of fees 1.00 USDT; no TP/SL"
     no_mark = words.position_text("BTCUSDT", "0.1", "28000", 0, 0, None, "mid", BTC.tick_size, BTC.step_size)
     assert "no mid yet" in no_mark and "unrealised" not in no_mark
 

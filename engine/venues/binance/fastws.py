@@ -176,9 +176,9 @@ def _ignore(_transport: WSTransport) -> None:
 class PicowsWsApi(WsApi):
     """One WebSocket API session over picows; ``WsApi``'s interface and error semantics, plus ``send_now``.
 
-    ``session`` is accepted for the shared constructor and not used. Order requests (``order.*``) record their
-    round trip in ``HISTOGRAMS["order_round_trip"]``; ``send_now`` given a decision stamp records decision to
-    bytes-on-the-socket in ``HISTOGRAMS["decision_to_send"]``.
+    ``session`` is accepted for the shared constructor and not used. ``send_now`` given a decision stamp records
+    decision to bytes-on-the-socket in ``HISTOGRAMS["decision_to_send"]`` (the order round trip, by order type,
+    is the OMS's to record: it knows the type).
     """
 
     def __init__(self, url: str, session: Any, creds: Credentials, now_ms: Callable[[], int],
@@ -216,13 +216,11 @@ class PicowsWsApi(WsApi):
                 self._wire.transport = tr
 
     def _answer(self, msg: Any, order: bool = False) -> None:
-        """``WsApi._answer`` (malformed answers counted and skipped), timing the round trip of ``order.*``
-        requests, whose results must be objects."""
+        """``WsApi._answer`` (malformed answers counted and skipped); the results of ``order.*`` requests must
+        be objects."""
         rid = msg.get("id") if isinstance(msg, dict) else None
         sent = self._sent_ns.pop(rid, 0) if type(rid) is int else 0
         super()._answer(msg, order or bool(sent))
-        if sent:
-            HISTOGRAMS["order_round_trip"].observe((time.monotonic_ns() - sent) / 1e9)
 
     def _on_lost(self, transport: WSTransport) -> None:
         if transport is not self._transport and self._transport is not None:

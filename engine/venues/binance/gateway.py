@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import VenueServerError
+from engine.metrics import HISTOGRAMS
 from engine.venues.binance.rest import BinanceRest
 from engine.venues.binance.wsapi import WsApi
 
@@ -57,8 +58,8 @@ class OrderGateway:
         task. ``max_wait_ms`` and ``on_sent`` as in ``place`` (the future fails with ``RiskRefused`` when the
         limiter would hold the order past ``max_wait_ms``)."""
         send_now = getattr(self.ws_api, "place_order_now", None)
-        if send_now is None:
-            return asyncio.ensure_future(self.place(params, max_wait_ms, on_sent))
+        if send_now is None:                  # (picows's send_now records decision to send itself)
+            return asyncio.ensure_future(self.place(params, max_wait_ms, _timed(on_sent, decision_ns)))
         t0 = time.monotonic()
         answer = send_now(params, decision_ns, max_wait_ms=max_wait_ms, on_sent=on_sent)
         out = asyncio.get_running_loop().create_future()
@@ -94,6 +95,18 @@ def _left(max_wait_ms: int | None, t0: float) -> int | None:
     if max_wait_ms is None:
         return None
     return max_wait_ms - int((time.monotonic() - t0) * 1000)
+
+
+def _timed(on_sent: Callable[[], None] | None, decision_ns: int) -> Callable[[], None] | None:
+    """``on_sent`` that first records decision (``decision_ns``, ``time.monotonic_ns``) to send (no stamp: as is)."""
+    if not decision_ns:
+        return on_sent
+
+    def sent() -> None:
+        HISTOGRAMS["decision_to_send"].observe((time.monotonic_ns() - decision_ns) / 1e9)
+        if on_sent is not None:
+            on_sent()
+    return sent
 
 
 def _no_fast_path(*_args: Any) -> None:

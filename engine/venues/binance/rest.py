@@ -45,8 +45,15 @@ class BinanceRest:
         self.time_offset_ms = 0
         self.last_rtt_ms = 0.0
         self.clock_suspect = asyncio.Event()   # set by a -1021 (timestamp outside recvWindow): measure again
+        self.last_answer_s = 0.0               # time.monotonic() of the last HTTP answer (any status) ...
+        self.last_failure_s = 0.0              # ... and of the last request that got none (timeout, refused)
 
     # ---- plumbing ---------------------------------------------------------------------------------------------
+
+    @property
+    def answering(self) -> bool:
+        """The venue's REST endpoint answered the last request sent to it (any HTTP status: it is reachable)."""
+        return self.last_answer_s > 0 and self.last_answer_s >= self.last_failure_s
 
     def now_ms(self) -> int:
         """Our estimate of the venue's clock (ms)."""
@@ -91,8 +98,10 @@ class BinanceRest:
             async with self.session.request(method, url, headers=headers, timeout=self.timeout) as resp:
                 self.limiter.update_from_headers(resp.headers)
                 body = await resp.read()
+                self.last_answer_s = time.monotonic()
                 return self._answer(resp.status, resp.headers, body, path)
         except (TimeoutError, aiohttp.ClientError) as exc:
+            self.last_failure_s = time.monotonic()
             raise VenueServerError(codes.DISCONNECTED if not isinstance(exc, asyncio.TimeoutError) else codes.TIMEOUT,
                                    f"{method} {path}: {type(exc).__name__}: outcome unknown") from None
 
@@ -137,10 +146,12 @@ class BinanceRest:
             async with self.session.get(url, timeout=self.timeout) as resp:
                 self.limiter.update_from_headers(resp.headers)
                 body = await resp.read()
+                self.last_answer_s = time.monotonic()
                 if resp.status != 200:
                     self._answer(resp.status, resp.headers, body, "/fapi/v1/depth")
                 return body
         except (TimeoutError, aiohttp.ClientError) as exc:
+            self.last_failure_s = time.monotonic()
             raise VenueServerError(codes.DISCONNECTED, f"/fapi/v1/depth: {type(exc).__name__}") from None
 
     # ---- orders (REST fallback; the WebSocket API is the fast path) --------------------------------------------

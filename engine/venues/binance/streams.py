@@ -244,6 +244,7 @@ class UserStream(_Reconnecting):
         self.listen_key: str | None = None
         self._keepalive: asyncio.Task | None = None
         self.bad_events = 0
+        self.last_event_s = 0.0                   # time.monotonic() of the last frame received (/readyz says it)
 
     async def url(self) -> str:
         self.listen_key = await self.rest.new_listen_key()
@@ -257,6 +258,7 @@ class UserStream(_Reconnecting):
 
     async def handle(self, data: bytes) -> None:
         """One frame: decoded and given to ``on_event``; a malformed one is counted, logged and skipped."""
+        self.last_event_s = time.monotonic()
         event = self._decode(data)
         if event is None:
             return
