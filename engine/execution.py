@@ -198,8 +198,8 @@ def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
 
     params = tuned() if params is None else params
     if name == "auto":
-        cls, why = auto.choose(spec, sf, now, **params.get("auto", {}))
-        algo = cls(spec, new_id, **_with_model(cls.name, algo_kwargs(cls.name, params), spec))
+        cls, why, over = auto.decide(spec, sf, now, **params.get("auto", {}))
+        algo = cls(spec, new_id, **{**_with_model(cls.name, algo_kwargs(cls.name, params), spec), **over})
         algo.note(now, f"auto chose {algo.name}: {why}")
         return algo, why
     cls = ALGORITHMS.get(name)

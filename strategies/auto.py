@@ -1,40 +1,76 @@
-"""Auto: choose sniper or ladder from the book at arrival.
+"""Auto: choose the execution from the book and the predictions at arrival.
 
-Ladder when patience pays: the spread is wide (>= ``wide_spread`` ticks: a passive rung earns it) or the size is
-large against what the opposite touch shows (> ``size_vs_touch`` x touch quantity: one IOC would walk the book).
-Sniper otherwise, and always when the entry score says waiting already costs (>= ``urgent_score``).
+In order:
+
+1. **Sniper** when the entry score says waiting already costs (``score >= urgent_score``): take at the best moment
+   of a short window.
+2. **Multi-level ladder** when the size is large against what the opposite touch shows (``size > size_vs_touch x
+   touch quantity``: one IOC would walk the book): as many rungs as the opposite side needs levels to cover the size
+   (at most ``deep_rungs``), so the passive quantity rests spread over the levels the size would have taken.
+3. **Ladder** when the spread is wide (``>= wide_spread`` ticks: a passive rung earns it).
+4. Otherwise the ``patient`` algorithm: ``ladder`` (one rung walking toward the far touch as the deadline nears) or
+   ``hybrid`` (rests while its prediction says waiting is cheaper than taking, crosses when it turns).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from strategies.base import BID, BUY, Algo, Spec
+from strategies.hybrid import Hybrid
 from strategies.ladder import Ladder
 from strategies.sniper import Sniper
 
+PATIENT: dict[str, type[Algo]] = {"ladder": Ladder, "hybrid": Hybrid}
+RUNG_WEIGHTS = (0.5, 0.3, 0.2, 0.15, 0.1)
 
-def choose(spec: Spec, sf, now: int, wide_spread: int = 3, size_vs_touch: float = 2.0,
-           urgent_score: float = 0.6) -> tuple[type[Algo], str]:
-    """(algorithm class, why) for this spec on this book."""
+
+def decide(spec: Spec, sf, now: int, wide_spread: int = 3, size_vs_touch: float = 2.0, urgent_score: float = 0.6,
+           patient: str = "ladder", deep_rungs: int = 3) -> tuple[type[Algo], str, dict[str, Any]]:
+    """(algorithm class, why, constructor overrides) for this spec on this book."""
     bid, ask = sf.book.best(BID), sf.book.best(1)
     if bid is None or ask is None:
-        return Sniper, "one side of the book is empty"
+        return Sniper, "one side of the book is empty", {}
     score = sf.timing.py_score(spec.side, now)
     if score >= urgent_score:
-        return Sniper, f"urgent: score {score:+.2f}"
+        return Sniper, f"urgent: score {score:+.2f}", {}
     spread = ask[0] - bid[0]
     touch_qty = ask[1] if spec.side == BUY else bid[1]
+    if size_vs_touch > 0 and spec.qty > size_vs_touch * touch_qty:
+        rungs = levels_to_cover(sf, spec, deep_rungs)
+        over = {"rungs": rungs, "weights": RUNG_WEIGHTS[:rungs]} if deep_rungs > 1 else {}
+        return Ladder, (f"the size is {spec.qty / touch_qty:.2g}x what the touch shows: "
+                        f"{over.get('rungs', 'one')} rung{'s' if over.get('rungs', 1) > 1 else ''}"), over
     if spread >= wide_spread:
-        return Ladder, f"wide spread: {spread} ticks"
-    if spec.qty > size_vs_touch * touch_qty:
-        return Ladder, f"the size is {spec.qty / touch_qty:.2g}x what the touch shows"
-    return Sniper, f"tight book: spread {spread} tick{'s' if spread != 1 else ''}, the touch shows " \
-                   f"{touch_qty / spec.qty:.1f}x the size"
+        return Ladder, f"wide spread: {spread} ticks", {}
+    cls = PATIENT.get(patient)
+    if cls is None:
+        raise ValueError(f"auto: patient must be one of {', '.join(PATIENT)}, got {patient!r}")
+    return cls, f"tight book: spread {spread} tick{'s' if spread != 1 else ''}, the touch shows " \
+                f"{touch_qty / spec.qty:.1f}x the size; {cls.name} waits for it", {}
+
+
+def levels_to_cover(sf, spec: Spec, most: int) -> int:
+    """How many opposite-side levels the size would walk (1..``most``): the ladder's rungs."""
+    far = sf.book.top(1 if spec.side == BUY else BID, most)
+    left, n = spec.qty, 0
+    for _, qty in far:
+        n += 1
+        left -= qty
+        if left <= 0:
+            break
+    return max(1, min(most, n))
+
+
+def choose(spec: Spec, sf, now: int, **params: Any) -> tuple[type[Algo], str]:
+    """(algorithm class, why) for this spec on this book (``decide`` without the overrides)."""
+    cls, why, _ = decide(spec, sf, now, **params)
+    return cls, why
 
 
 def make(spec: Spec, sf, now: int, new_id: Callable[[], str], **kw) -> tuple[Algo, str]:
-    cls, why = choose(spec, sf, now)
-    algo = cls(spec, new_id, **kw)
+    cls, why, over = decide(spec, sf, now)
+    algo = cls(spec, new_id, **{**kw, **over})
     algo.note(now, f"auto chose {algo.name}: {why}")
     return algo, why

@@ -8,8 +8,11 @@ still to do (Lehalle & Mounjid's reading of the queue; Cartea & Jaimungal's orde
   maker, costing ``-half_spread + maker_fee``; otherwise the price has moved by ``move`` (bps in the side's
   direction: up for a buy) and the rest is taken then, costing ``half_spread + taker_fee + move``.
 
-It rests (post-only, re-pricing to the touch) while ``wait < take - margin_bps`` and crosses (cancel, then one IOC
-at the cap) as soon as it is not; the deadline rule of ``Algo`` completes or cancels what is left. ``p`` and
+It rests (post-only, re-pricing to the touch) while ``wait - take < cross_bps`` and crosses (cancel, then one IOC
+at the cap) as soon as waiting is predicted to cost ``cross_bps`` more than taking: a resting order that has not
+filled yet keeps its option to wait on, so an unfilled horizon alone is no reason to cross; a predicted adverse
+move is. ``wait - take = (1 - p) x move - p x (2 x half_spread + taker_fee - maker_fee)``. The deadline rule of
+``Algo`` completes or cancels what is left. ``p`` and
 ``move`` come from a predictor: ``KernelPredictor`` reads the kernels' signals (no model), and
 ``engine.learn.runtime`` supplies a learned one.
 """
@@ -61,12 +64,16 @@ class Hybrid(Algo):
     predictor: Predictor = field(default_factory=KernelPredictor)
     taker_fee_bps: float = 5.0
     maker_fee_bps: float = 2.0
-    margin_bps: float = 0.5
+    cross_bps: float = 0.5
     horizon_s: float = 2.0
     check_ns: int = 20_000_000
     _next_check: int = 0
     _crossing: bool = False
     last: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)      # take, wait, move, p at the last check
+
+    def __post_init__(self) -> None:
+        if isinstance(self.predictor, KernelPredictor) and self.predictor.horizon_s != self.horizon_s:
+            self.predictor = KernelPredictor(self.horizon_s, self.predictor.max_move_bps)   # one horizon for both
 
     def costs(self, sf: Any, now: int) -> tuple[float, float] | None:
         """(take, wait) in bps of the mid now, or None when a side of the book is empty."""
@@ -93,7 +100,7 @@ class Hybrid(Algo):
         if c is None:
             return []
         take, wait = c
-        if wait >= take - self.margin_bps and self.free + self.working > 0:
+        if wait - take >= self.cross_bps and self.free + self.working > 0:
             self._crossing = True
             self.note(now, f"cross: waiting {wait:+.2f} bps >= taking {take:+.2f} bps "
                            f"(move {self.last[2]:+.2f} bps, fill p {self.last[3]:.2f})")

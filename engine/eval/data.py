@@ -11,6 +11,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,6 +101,7 @@ class MarketPath:
     bid_depth: np.ndarray    # lots in the best DEPTH_LEVELS levels
     ask_depth: np.ndarray
     end_ns: int
+    inst: Any = None         # the symbol's Instrument (the venue's table, else inferred from the tape)
 
     @property
     def mid(self) -> np.ndarray:
@@ -137,4 +139,5 @@ def market_path(files: tuple[str, ...], step_ns: int = 100 * MS) -> MarketPath:
     if not rows:
         raise ConfigError(f"{files}: the book never synced")
     a = np.array(rows, dtype=np.int64)
-    return MarketPath(sym, a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], a[:, 6], int(end))
+    return MarketPath(sym, a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], a[:, 6], int(end),
+                      ex.instruments[sym])

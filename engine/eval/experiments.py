@@ -108,7 +108,7 @@ def evaluate(ds: DataSet, s: Settings, intents: list[EvalIntent] | None = None,
     passes = pack(intents)
     jobs = _jobs(ds, passes, s)
     results = run_jobs(jobs, s.workers)
-    tick = KNOWN_INSTRUMENTS[ds.symbol].tick_size
+    tick = (path.inst or KNOWN_INSTRUMENTS[ds.symbol]).tick_size
     by_tag: dict[str, list[dict]] = defaultdict(list)
     for job, outs in zip(jobs, results, strict=True):
         by_tag[job.tag] += [measures(o, path, tick, s.taker_fee) for o in outs]
@@ -122,7 +122,7 @@ def evaluate(ds: DataSet, s: Settings, intents: list[EvalIntent] | None = None,
         out["signal_cost"] = signal_cost(ds.files)
     if s.models or "hybrid" in s.algos:
         out["pareto"] = pareto(ds, by_tag, s)
-    out["goal"] = goal(out["algos"])
+    out["goal"] = goal(out["algos"], out.get("pareto"))
     out["runtime_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -209,8 +209,9 @@ def _delta(a: float | None, b: float | None, nd: int = 3) -> float | None:
     return None if a is None or b is None else round(a - b, nd)
 
 
-def goal(algos: dict[str, dict]) -> dict:
-    """The issue's goal on this data: best timing algorithm vs the immediate order and vs every baseline."""
+def goal(algos: dict[str, dict], board: list[dict] | None = None) -> dict:
+    """The issue's goal on this data: best timing algorithm vs the immediate order and vs every baseline, and
+    (with the smart-vs-fast board) the decision path's p99 with the capacity that kept the most edge."""
     timing = {a: algos[a] for a in TIMING_ALGOS if a in algos and algos[a]["mean_all_in_bps"] is not None}
     if not timing or "immediate" not in algos:
         return {}
@@ -220,7 +221,14 @@ def goal(algos: dict[str, dict]) -> dict:
     base_edge = max((algos[b]["edge_kept"] for b in BASELINES if b in algos and algos[b]["edge_kept"] is not None),
                     default=None)
     best_edge = max(timing, key=lambda a: timing[a]["edge_kept"] if timing[a]["edge_kept"] is not None else -1e9)
+    latency: dict = {}
+    rows = [r for r in board or () if r.get("edge_kept") is not None]
+    if rows:
+        chosen = max(rows, key=lambda r: r["edge_kept"])
+        latency = {"chosen_capacity": chosen["capacity"], "decision_p99_us": chosen["decision_p99_us"],
+                   "decision_within_10us": bool(chosen["decision_p99_us"] <= 10.0)}
     return {
+        **latency,
         "best_timing_algo": best, "cost_ratio_vs_immediate": round(ratio, 3),
         "cost_half_of_immediate": bool(ratio <= 0.5),
         "all_completed": bool(timing[best]["completion_rate"] == 1.0),

@@ -185,7 +185,7 @@ def gap(ds: DataSet, path: MarketPath, intents: list[EvalIntent], passes: list[l
     t0 = time.perf_counter()
     replays = replay_outcomes(ds, passes, s)
     lives = live_outcomes(ds, intents, s, say)
-    tick = KNOWN_INSTRUMENTS[ds.symbol].tick_size
+    tick = (path.inst or KNOWN_INSTRUMENTS[ds.symbol]).tick_size
     rows: dict[str, dict] = {}
     for algo in s.algos:
         variants = {LIVE: lives[algo], **{v: replays[(v, algo)] for v in VARIANTS}}

@@ -75,7 +75,7 @@ def generate(path: MarketPath, n_uninformed: int, n_informed: int, seed: int, ho
     if not 0 <= lo <= hi:
         raise ConfigError(f"informedness must be 0 <= lo <= hi bps, got {lo}:{hi}")
     rng = np.random.default_rng(seed)
-    inst = KNOWN_INSTRUMENTS[path.symbol]
+    inst = path.inst or KNOWN_INSTRUMENTS[path.symbol]
     out: list[EvalIntent] = []
     for k in range(n_uninformed + n_informed):
         kind = UNINFORMED if k < n_uninformed else INFORMED

@@ -1,5 +1,6 @@
-"""PNG charts of an evaluation (matplotlib, headless): shortfall distributions, the latency curve, the ablation
-and the bars comparison. One panel per data set, titled with the set's label."""
+"""PNG charts of an evaluation (matplotlib, headless): shortfall distributions, the latency curve, the ablation,
+the bars comparison and the smart-vs-fast board (cost against the decision's latency). One panel per data set,
+titled with the set's label."""
 
 from __future__ import annotations
 
@@ -95,6 +96,38 @@ def bars(results: list[dict], out: Path) -> Path:
     return _save(plt, fig, out / "bars.png")
 
 
+def pareto(results: list[dict], out: Path) -> Path:
+    """Smart versus fast on one chart per set: each capacity of the hybrid at its decision path's latency (p50,
+    a line to p99; log scale) against its mean all-in cost (uninformed, top) and its edge kept (informed, bottom);
+    the baselines and our other algorithms as horizontal references (their decision needs no model)."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(results), figsize=(6.0 * len(results), 7.5), squeeze=False)
+    refs = ("immediate", "passive_chase", "ladder", "auto", "sniper")
+    for k, r in enumerate(results):
+        rows = r.get("pareto") or []
+        for ax, key, label in ((axes[0][k], "mean_all_in_bps", "mean all-in cost, bps (uninformed)"),
+                               (axes[1][k], "edge_kept", "edge kept (informed)")):
+            for row in rows:
+                x50, x99, y = row["decision_p50_us"], row["decision_p99_us"], row[key]
+                if y is None:
+                    continue
+                ax.plot([x50, x99], [y, y], color="grey", lw=0.8)
+                ax.plot([x50], [y], marker="o", ms=7, label=f"hybrid: {row['capacity']}")
+            for i, name in enumerate(a for a in refs if a in r["algos"]):
+                v = r["algos"][name].get(key)
+                if v is not None:
+                    ax.axhline(v, ls="--", lw=0.8, color=f"C{(i + 4) % 10}", label=name)
+            ax.set_xscale("log")
+            plain = plt.FuncFormatter(lambda v, _: f"{v:g}")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(plain)
+            ax.set_xlabel("bytes to decision, µs (dot p50, line to p99)")
+            ax.set_ylabel(label)
+            ax.legend(fontsize=7)
+        axes[0][k].set_title(f"{r['data']['label']}: cost against the decision's latency", fontsize=9)
+    return _save(plt, fig, out / "pareto.png")
+
+
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -113,4 +146,6 @@ def write_all(results: list[dict], out: str | Path) -> list[Path]:
         paths.append(ablation(results, out))
     if all("bars" in r for r in results):
         paths.append(bars(results, out))
+    if all(r.get("pareto") for r in results):
+        paths.append(pareto(results, out))
     return paths

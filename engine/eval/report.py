@@ -72,7 +72,10 @@ def goal_lines(label: str, g: dict) -> list[str]:
             f" x immediate (target <= 0.5: {'met' if g['cost_half_of_immediate'] else 'NOT met'}); every intent "
             f"completed in window: {'yes' if g['all_completed'] else 'NO'}; edge kept {g['best_edge_algo']} "
             f"{_f(g['best_edge_kept'], 3, 0)} vs best baseline {_f(g['best_baseline_edge_kept'], 3, 0)} "
-            f"({'beats' if g['edge_beats_every_baseline'] else 'does NOT beat'} every baseline)"]
+            f"({'beats' if g['edge_beats_every_baseline'] else 'does NOT beat'} every baseline)"
+            + (f"; bytes to decision p99 with {g['chosen_capacity']} {g['decision_p99_us']:.1f} µs (target <= 10: "
+               f"{'met' if g['decision_within_10us'] else 'NOT met'}; tapeshot bench --model measures it alone)"
+               if "decision_p99_us" in g else "")]
 
 
 def set_header(r: dict) -> str:

@@ -1,6 +1,7 @@
 """``tapeshot eval --tune``: grid search of algorithm thresholds, on the development set only.
 
-Sniper first, then ladder, then auto (which builds the sniper or ladder with the values just chosen). Each
+Sniper first, then ladder, then hybrid, then auto (which builds the sniper, ladder or hybrid with the values just
+chosen); only the algorithms in ``--algos`` (default: all of them). Each
 candidate runs the main comparison for that one algorithm on the same intents; the objective is
 ``engine.eval.tuned.objective``. Refuses validation recordings: nothing is tuned on the set it is reported on.
 """
@@ -15,7 +16,7 @@ from engine.eval.data import DataSet, market_path
 from engine.eval.experiments import Settings, evaluate
 from engine.eval.intents import generate
 
-ORDER = ("sniper", "ladder", "auto")
+ORDER = ("sniper", "ladder", "hybrid", "auto")
 
 
 def tune(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
@@ -25,7 +26,7 @@ def tune(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
     path = market_path(ds.files)
     intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
     cur = replace(s, experiments=frozenset())
-    for algo in ORDER:
+    for algo in (a for a in ORDER if a in s.algos):
         scored = []
         for p in tuned.candidates(algo):
             trial = replace(tuned.with_params(cur, algo, p), algos=(algo,))

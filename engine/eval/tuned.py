@@ -17,12 +17,16 @@ TUNED: dict[str, Any] = {
     "command": "tapeshot eval --tune --data ../shared/data/binance-usdm/usdm_btcusdt_2023040{4,5}.dat.gz "
                "--intents 40 --seed 1 --latency fixed:1",
     "objective": "mean all-in cost of uninformed intents minus the mean kept edge (bps) of informed intents",
-    # Chosen by the command above (grid: GRID below); on that set and seed the chosen values scored
-    # sniper 4.78 bps / -3.56 bps, ladder 2.73 / -1.73, auto 2.73 / -1.73 (all-in cost / informed pnl).
+    # sniper and ladder: chosen by the command above with informed intents on any move (--informedness 0:0, the
+    # first rule); they scored sniper 4.78 bps / -3.56 bps, ladder 2.73 / -1.73 (all-in cost / informed pnl).
+    # hybrid and auto: chosen by the same command with --algos hybrid,auto and the default informedness (3-12 bps),
+    # on top of those: hybrid 2.73 / +1.85, auto 2.73 / +1.79. At cross_bps 5 the kernels-only hybrid never
+    # crosses on these intents (it is passive join-then-chase); every lower threshold crossed more and cost more.
     "params": {
         "sniper": {"start": 0.6, "end": 0.0},
         "ladder": {"curve": 4.0, "through": 1, "rungs": 1, "weights": [1.0]},
-        "auto": {"size_vs_touch": 0.0, "urgent_score": 0.8},
+        "hybrid": {"cross_bps": 5.0, "horizon_s": 1.0},
+        "auto": {"size_vs_touch": 0.0, "urgent_score": 0.8, "patient": "hybrid", "deep_rungs": 1},
     },
 }
 
@@ -30,7 +34,9 @@ TUNED: dict[str, Any] = {
 GRID: dict[str, dict[str, list]] = {
     "sniper": {"start": [0.3, 0.45, 0.6, 0.8], "end": [-1.5, -0.5, 0.0]},
     "ladder": {"curve": [1.5, 4.0, 12.0], "through": [0, 1], "rungs": [1, 3]},
-    "auto": {"size_vs_touch": [0.0, 2.0], "urgent_score": [0.4, 0.6, 0.8]},
+    "hybrid": {"cross_bps": [0.25, 1.0, 2.5, 5.0], "horizon_s": [1.0, 2.0, 5.0]},
+    "auto": {"size_vs_touch": [0.0, 2.0], "urgent_score": [0.6, 0.8], "patient": ["ladder", "hybrid"],
+             "deep_rungs": [1, 3]},
 }
 
 

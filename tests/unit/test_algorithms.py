@@ -90,3 +90,51 @@ def test_replay_is_deterministic_for_a_seed():
     (a, fills_a), (b, fills_b), (_, fills_c) = outcome(3), outcome(3), outcome(4)
     assert a == b and fills_a == fills_b                     # same seed: the same replay to the nanosecond
     assert [t for t, _, _ in fills_a] != [t for t, _, _ in fills_c]   # another seed draws other latencies
+
+
+class _Book:
+    def __init__(self, bids, asks):
+        self.bids, self.asks = bids, asks
+
+    def best(self, side):
+        levels = self.bids if side == 0 else self.asks
+        return levels[0] if levels else None
+
+    def top(self, side, n=10):
+        return (self.bids if side == 0 else self.asks)[:n]
+
+
+class _Timing:
+    def __init__(self, score=0.0):
+        self.score = score
+
+    def py_score(self, side, now):
+        return self.score
+
+
+class _Feed:
+    def __init__(self, bids, asks, score=0.0):
+        self.book, self.timing = _Book(bids, asks), _Timing(score)
+
+
+def test_auto_builds_a_multi_level_ladder_when_the_size_needs_the_depth():
+    """A size several times the opposite touch: as many rungs as opposite levels it would walk (at most
+    ``deep_rungs``); a size the touch covers goes to the patient algorithm; an urgent score to the sniper."""
+    from strategies import auto
+    from strategies.base import BUY, Spec
+    from strategies.hybrid import Hybrid
+    from strategies.ladder import Ladder
+    from strategies.sniper import Sniper
+
+    asks = [(1001, 10), (1002, 10), (1003, 10), (1004, 50)]
+    sf = _Feed([(1000, 30)], asks)
+    spec = lambda qty: Spec("BTCUSDT", BUY, qty, 0, 30 * SEC, 1010)   # noqa: E731
+    cls, why, over = auto.decide(spec(25), sf, 0, size_vs_touch=2.0, deep_rungs=3)
+    assert cls is Ladder and over["rungs"] == 3 and len(over["weights"]) == 3 and "3 rungs" in why
+    assert auto.decide(spec(25), sf, 0, size_vs_touch=2.0, deep_rungs=5)[2]["rungs"] == 3   # 3 levels cover 25
+    assert auto.decide(spec(25), sf, 0, size_vs_touch=2.0, deep_rungs=1)[2] == {}          # one rung only
+    assert auto.decide(spec(5), sf, 0, size_vs_touch=2.0, patient="hybrid")[0] is Hybrid
+    assert auto.decide(spec(5), sf, 0, size_vs_touch=2.0, patient="ladder")[0] is Ladder
+    assert auto.decide(spec(25), _Feed([(1000, 30)], asks, score=0.9), 0, urgent_score=0.6)[0] is Sniper
+    with pytest.raises(ValueError, match="patient"):
+        auto.decide(spec(5), sf, 0, patient="nope")

@@ -225,3 +225,7 @@ def test_the_smart_vs_fast_board_has_a_row_per_capacity_with_its_latency(ds, pat
         assert [p["latency_ms"] for p in row["sweep"]] == [1, 20]
     assert rows["kernels"]["mean_all_in_bps"] == r["algos"]["hybrid"]["mean_all_in_bps"]
     assert "smart vs fast" in text([r], s) and "lin" in text([r], s)
+    from engine.eval.plots import write_all
+
+    png = [p for p in write_all([r], tmp_path / "plots") if p.name == "pareto.png"]
+    assert png and png[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

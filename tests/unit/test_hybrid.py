@@ -55,6 +55,19 @@ def test_it_rests_post_only_at_the_touch_while_waiting_is_cheaper():
     assert wait < take
 
 
+def test_an_unlikely_fill_alone_is_no_reason_to_cross():
+    """A resting order keeps the option to wait on: with no predicted move it rests whatever the fill chance; it
+    crosses only once the predicted adverse move makes waiting cost ``cross_bps`` more than taking."""
+    algo, [state] = make(pred=(0.0, 0.0))
+    (p,) = algo.on_market(Feed(), 1 * MS)
+    assert isinstance(p, Place) and p.tif == "GTX"
+    state["pred"] = (algo.cross_bps * 0.9, 0.0)
+    assert algo.on_market(Feed(), 30 * MS) == []
+    state["pred"] = (algo.cross_bps * 1.1, 0.0)
+    (c,) = algo.on_market(Feed(), 60 * MS)
+    assert isinstance(c, Cancel) and "cross" in c.reason
+
+
 def test_it_cancels_and_crosses_when_the_prediction_turns():
     algo, [state] = make(pred=(0.0, 0.9))
     sf = Feed()
