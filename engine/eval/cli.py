@@ -40,6 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--skip", default="", help=f"comma-separated experiments to skip: {','.join(EXPERIMENTS)}")
     p.add_argument("--algos", default=",".join(EVAL_ALGOS), help="algorithms to compare (default: all six)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes (default: CPUs)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the replay passes on a Ray cluster (host[:port], ray://host[:port], auto) or on a Ray "
+                        "instance started here (local, --workers CPUs); every node must see the recordings at the "
+                        'same paths. Needs pip install "tapeshot[cluster]"')
     p.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                    help="model files (tapeshot train): the hybrid runs with each beside the kernels-only hybrid, "
                         "on one smart-vs-fast board (cost, edge kept, latency of the decision path)")
@@ -99,6 +103,15 @@ def _recordings(args: argparse.Namespace) -> list[list[str]]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """Every replay inside one backend session (``--workers`` processes, or ``--cluster``: engine.eval.cluster)."""
+    from engine.eval.cluster import session
+
+    _settings(args)                     # bad arguments fail before any cluster is joined
+    with session(args.workers, args.cluster):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from engine.eval import intents as intents_mod
     from engine.eval.experiments import evaluate
     from engine.eval.report import document, text

@@ -1,4 +1,5 @@
-"""Running algorithms on evaluation intents: one in-process replay per pass, passes spread over worker processes.
+"""Running algorithms on evaluation intents: one in-process replay per pass, passes spread over worker processes
+(or a Ray cluster: ``engine.eval.cluster``).
 
 ``EvalReplay`` is ``engine.replay.Replay`` with two additions: algorithms come from a factory (so tuned parameters
 and test probes reach the same algorithm classes that run live) and, optionally, the feed handed to algorithms
@@ -8,7 +9,6 @@ own feed and snapshot fetch, the deadline rule, the ``Tracker`` report) is the r
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,9 +98,8 @@ def outcome(it: EvalIntent, run: Run, job: Job) -> dict:
 
 
 def run_jobs(jobs: list[Job], workers: int = 1) -> list[list[dict]]:
-    """Run every job (in worker processes when ``workers`` > 1); results in job order, deterministic."""
-    if workers <= 1 or len(jobs) <= 1:
-        return [run_job(j) for j in jobs]
-    ctx = mp.get_context("fork")
-    with ctx.Pool(min(workers, len(jobs))) as pool:
-        return pool.map(run_job, jobs, chunksize=1)
+    """Run every job on the current backend (``engine.eval.cluster``: a Ray cluster inside a ``--cluster``
+    session, else worker processes when ``workers`` > 1); results in job order, deterministic."""
+    from engine.eval.cluster import current
+
+    return current(workers).map(run_job, jobs)

@@ -7,6 +7,7 @@ Features and labels: ``engine.learn.features``; capacities: ``engine.learn.model
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from engine.errors import ConfigError
@@ -27,6 +28,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--step-ms", type=int, default=100, metavar="N",
                    help="at most one sample per N ms of exchange time (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the MLP's initialisation and batches (default 0)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="processes featurizing the recordings and fitting the targets (default: CPUs); the model "
+                        "does not depend on it")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="featurize and fit on a Ray cluster (host[:port], ray://host[:port], auto) or on a Ray "
+                        "instance started here (local); every node must see the recordings at the same paths. "
+                        'Needs pip install "tapeshot[cluster]"')
     p.set_defaults(func=run_cli)
     return p
 
@@ -74,6 +82,7 @@ def table(meta: dict) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from engine.eval.cluster import session
     from engine.learn.bench import inference_ns
     from engine.learn.modelfile import save
     from engine.learn.train import refuse_validation, train
@@ -82,8 +91,11 @@ def run_cli(args: argparse.Namespace) -> int:
     refuse_validation(data)
     if args.step_ms <= 0:
         raise ConfigError(f"--step-ms must be > 0, got {args.step_ms}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     print(f"training {args.capacity} on {len(data)} file(s) ...", file=sys.stderr, flush=True)
-    tm, fz, tail = train(data, args.capacity, args.step_ms, args.seed, args.validate)
+    with session(args.workers, args.cluster) as backend:
+        tm, fz, tail = train(data, args.capacity, args.step_ms, args.seed, args.validate, backend)
     tm.meta["inference_ns"] = {t: inference_ns(m, fz.X[tail]) for t, m in tm.models.items()}
     path = save(args.out, tm)
     print(table(tm.meta))

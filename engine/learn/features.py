@@ -84,12 +84,16 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import ConfigError
 from ext import learn as _k
 from ext.feed import Feed
+
+if TYPE_CHECKING:
+    from engine.eval.cluster import Backend
 
 FEATURE_TABLE: tuple[tuple[str, str], ...] = (
     ("side", "-"),
@@ -224,13 +228,22 @@ class _Pass:
     epoch_start: dict = field(default_factory=dict)
 
 
-def _load(paths: list[str | Path]):
-    from engine.bench import load_tape
+def _load(paths: list[str | Path], scan: Scan | None = None):
+    """The recording as ``engine.bench.load_tape`` reads it; with ``scan`` (its symbols and snapshots, found by
+    ``featurize_many``'s chunked scan) the scan is not redone: the same tape."""
+    from engine.bench import Tape, load_tape
+    from engine.feed import instruments as inst
+    from engine.feed.verify import merged_lines
 
     for p in paths:
         if not Path(p).is_file():
             raise ConfigError(f"no such recording: {p}")
-    tape = load_tape(list(paths))
+    if scan is None:
+        tape = load_tape(list(paths))
+    else:
+        lines = _PRELOADED.get(tuple(str(p) for p in paths)) or merged_lines(list(paths))
+        tape = Tape([Path(p) for p in paths], [ln.raw for ln in lines], inst.resolve(scan.symbols, None,
+                                                                                      scan.snapshots))
     if len(tape.instruments) != 1:
         raise ConfigError(f"training needs one symbol per recording, {[str(p) for p in paths]} has "
                           f"{[i.symbol for i in tape.instruments]}")
@@ -329,9 +342,14 @@ def featurize(paths: list[str | Path], step_ms: int = 100, horizons: tuple[float
               fill_t_s: float = FILL_T_S, warmup_s: float = WARMUP_S) -> Featurized:
     """Replay one recording (its files in order, one symbol) through the real feed and return its rows: two per
     sample (buy then sell), features and labels (see the module's docstring)."""
+    return _featurize(paths, step_ms, horizons, fill_t_s, warmup_s)
+
+
+def _featurize(paths: list[str | Path], step_ms: int, horizons: tuple[float, ...], fill_t_s: float,
+               warmup_s: float, scan: Scan | None = None) -> Featurized:
     if step_ms <= 0:
         raise ConfigError(f"--step-ms must be > 0, got {step_ms}")
-    tape = _load(paths)
+    tape = _load(paths, scan)
     t0 = time.perf_counter()
     p = _replay(tape.messages, tape.instruments, step_ms, warmup_s)
     replay_s = time.perf_counter() - t0
@@ -352,3 +370,118 @@ def featurize(paths: list[str | Path], step_ms: int = 100, horizons: tuple[float
              "messages_per_s": round(len(tape.messages) / replay_s) if replay_s > 0 else 0}
     return Featurized(X, y, np.repeat(ser.t[upd], 2), side, np.repeat(upd, 2), tape.instruments[0].symbol,
                       tuple(str(x) for x in paths), step_ms, ser, tr, stats)
+
+
+# ---- parallel featurization --------------------------------------------------------------------------------------
+#
+# One recording is one stream: the book, the timing kernel's decayed state, the trades ring and the 0.5 s feature
+# history all carry across its files and across resyncs (a snapshot resets only the depth-derived signals), and
+# fill labels look 2 s past any cut. A time chunk replayed on its own, even warmed up from a snapshot, would not
+# reproduce those rows bit for bit, so the replay of a recording is never split. What is split, exactly:
+#  * recordings: the training recording and every validation recording are featurized as parallel tasks;
+#  * when there are fewer recordings than workers, the part of loading that dominates (parsing every message to
+#    find the recording's symbols and first snapshots, ~75 % of the time) is cut into line chunks scanned in
+#    parallel; their first-seen results combine in chunk order into exactly what one scan finds.
+# Tasks carry paths and parameters only (every worker, local or on a cluster, reads the files itself), except that
+# before a fork pool the caller reads a chunked recording once and the forked workers find it in ``_PRELOADED``.
+
+_PRELOADED: dict[tuple[str, ...], list] = {}     # recording -> its merged lines, read before forking workers
+
+
+@dataclass
+class Scan:
+    """What loading learns from a recording's messages: its symbols (first seen first), the first snapshot named
+    per symbol, and the first bare (symbol-less) snapshot."""
+
+    symbols: list[str] = field(default_factory=list)
+    snapshots: dict[str, dict] = field(default_factory=dict)
+    bare: dict | None = None
+
+
+def scan_lines(lines: list) -> Scan:
+    """Scan ``lines`` (``engine.feed.recording.Line``) as ``engine.feed.verify._symbols_and_snapshots`` does, keeping
+    the first bare snapshot apart so that chunk scans combine (``combine_scans``) into the whole one."""
+    from engine.feed.reference import parse_message
+
+    symbols: dict[str, None] = {}
+    out = Scan()
+    for ln in lines:
+        try:
+            d = parse_message(ln.raw)
+        except ValueError:
+            continue
+        if d["kind"] == "snapshot":
+            if ln.symbol:
+                out.snapshots.setdefault(ln.symbol, d)
+            elif out.bare is None:
+                out.bare = d
+        elif "s" in d:
+            symbols.setdefault(d["s"], None)
+    out.symbols = list(symbols)
+    return out
+
+
+def combine_scans(scans: list[Scan]) -> Scan:
+    """The scan of the chunks' concatenation (first seen wins, chunks in order); a bare snapshot is the symbol's
+    when the recording has exactly one symbol and no named snapshot of it (``_symbols_and_snapshots``'s rule)."""
+    symbols: dict[str, None] = {}
+    snapshots: dict[str, dict] = {}
+    bare = None
+    for sc in scans:
+        symbols.update((s, None) for s in sc.symbols if s not in symbols)
+        for sym, d in sc.snapshots.items():
+            snapshots.setdefault(sym, d)
+        bare = bare if bare is not None else sc.bare
+    if bare is not None and len(symbols) == 1:
+        snapshots.setdefault(next(iter(symbols)), bare)
+    return Scan(list(symbols), snapshots, None)
+
+
+def _scan_task(item: tuple[tuple[str, ...], int, int]) -> Scan:
+    """Chunk ``k`` of ``n`` (by line) of the recording ``paths``, scanned."""
+    from engine.feed.verify import merged_lines
+
+    paths, k, n = item
+    lines = _PRELOADED.get(tuple(paths)) or merged_lines(list(paths))
+    return scan_lines(lines[len(lines) * k // n:len(lines) * (k + 1) // n])
+
+
+def _featurize_task(item: tuple) -> Featurized:
+    """``featurize`` of one recording (``(paths, step_ms, horizons, fill_t_s, warmup_s, scan or None)``)."""
+    paths, step_ms, horizons, fill_t_s, warmup_s, scan = item
+    return _featurize(list(paths), step_ms, horizons, fill_t_s, warmup_s, scan)
+
+
+def featurize_many(recordings: list[list[str | Path]], step_ms: int = 100, backend: Backend | None = None,
+                   horizons: tuple[float, ...] = HORIZONS_S, fill_t_s: float = FILL_T_S,
+                   warmup_s: float = WARMUP_S) -> list[Featurized]:
+    """``[featurize(r, ...) for r in recordings]``, identical row for row, computed on ``backend``
+    (``engine.eval.cluster``; default: the current one) when it has more than one worker: the recordings as
+    parallel tasks, and, with fewer recordings than workers, each recording's load scanned in chunks first."""
+    from engine.eval.cluster import current
+
+    if step_ms <= 0:
+        raise ConfigError(f"--step-ms must be > 0, got {step_ms}")
+    backend = backend if backend is not None else current()
+    recs = [tuple(str(p) for p in r) for r in recordings]
+    for r in recs:                              # fail here, before any task is sent
+        for p in r:
+            if not Path(p).is_file():
+                raise ConfigError(f"no such recording: {p}")
+    if backend.workers <= 1 or not recs:
+        return [_featurize(list(r), step_ms, horizons, fill_t_s, warmup_s) for r in recs]
+    chunks = -(-backend.workers // len(recs))   # ceil: enough chunk tasks to keep every worker busy
+    if chunks == 1:
+        return backend.map(_featurize_task, [(r, step_ms, horizons, fill_t_s, warmup_s, None) for r in recs])
+    if getattr(backend, "forks", False):        # read once here: the forked workers inherit the lines
+        from engine.feed.verify import merged_lines
+
+        _PRELOADED.update((r, merged_lines(list(r))) for r in recs)
+    try:
+        parts = backend.map(_scan_task, [(r, k, chunks) for r in recs for k in range(chunks)])
+        scans = [combine_scans(parts[i * chunks:(i + 1) * chunks]) for i in range(len(recs))]
+        return backend.map(_featurize_task, [(r, step_ms, horizons, fill_t_s, warmup_s, sc)
+                                             for r, sc in zip(recs, scans, strict=True)])
+    finally:
+        for r in recs:
+            _PRELOADED.pop(r, None)
