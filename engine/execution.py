@@ -27,7 +27,7 @@ from engine.model import Instrument, Side
 from strategies import auto
 from strategies.base import BUY, SELL, Algo, Spec
 from strategies.baselines import Immediate, PassiveChase, Twap
-from strategies.hybrid import Hybrid
+from strategies.hybrid import Hybrid, KernelPredictor
 from strategies.ladder import Ladder
 from strategies.sniper import FireRule, Sniper
 
@@ -186,8 +186,17 @@ def choose_algo(spec: Spec, sf, now: int, params: dict[str, dict] | None = None)
     from engine.eval.tuned import params as tuned
 
     params = tuned() if params is None else params
-    cls, why = auto.choose(spec, sf, now, **params.get("auto", {}))
+    cls, why, _ = _auto(spec, sf, now, params)
     return cls.name, why
+
+
+def _auto(spec: Spec, sf, now: int, params: dict[str, dict]) -> tuple[type[Algo], str, dict]:
+    """``auto.decide`` with its tuned parameters and the hybrid's predictor (the model when one is configured
+    for this symbol, else the kernels) and crossing threshold: the same call for the preview and the run."""
+    hyb = _with_model("hybrid", algo_kwargs("hybrid", params), spec)
+    pred = hyb.get("predictor") or KernelPredictor(hyb.get("horizon_s", Hybrid.horizon_s))
+    return auto.decide(spec, sf, now, **params.get("auto", {}), predictor=pred,
+                       cross_bps=hyb.get("cross_bps", Hybrid.cross_bps))
 
 
 def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
@@ -198,7 +207,7 @@ def make_algo(name: str, spec: Spec, sf, now: int, new_id: Callable[[], str],
 
     params = tuned() if params is None else params
     if name == "auto":
-        cls, why, over = auto.decide(spec, sf, now, **params.get("auto", {}))
+        cls, why, over = _auto(spec, sf, now, params)
         algo = cls(spec, new_id, **{**_with_model(cls.name, algo_kwargs(cls.name, params), spec), **over})
         algo.note(now, f"auto chose {algo.name}: {why}")
         return algo, why

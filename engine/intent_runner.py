@@ -167,7 +167,7 @@ class IntentRunner:
         pos_lots = inst.qty_to_lots(abs(position.qty)) * (1 if position.qty >= 0 else -1)
         sizing = size_intent(intent, inst, arrival, pos_lots)
         self._check_limits(intent, inst, sizing, arrival, pos_lots)
-        spec = make_spec(intent, inst, arrival, pos_lots, self._rtt(), self.cfg.engine.timer_ms * MS, sizing)
+        spec = make_spec(intent, inst, arrival, pos_lots, self._rtt(), self._timer_ns(), sizing)
         li = LiveIntent(self.new_id(), intent, source, user, inst=inst, sf=sf, position=position, key=key)
         seq = itertools.count(1)
         li.algo, why = make_algo(intent.algo, spec, sf, now, lambda: f"{li.id}-{next(seq)}",
@@ -258,8 +258,19 @@ class IntentRunner:
             raise ConfigError(f"{symbol} is not traded here (symbols: {', '.join(self.instruments)})")
         return inst
 
+    def _clock_scale(self) -> float:
+        """Exchange time per wall second: a sim venue replays at ``venue.speed``, so every wall-clock delay of ours
+        (a round trip, the timer) costs that much more of its time; the real venue runs at 1."""
+        v = self.cfg.venue
+        return v.speed if v.kind == "sim" else 1.0
+
     def _rtt(self) -> int:
-        return int(self.cfg.execution.round_trip_ms * MS)
+        """The order round trip the deadline rule plans for, on the venue's clock."""
+        return int(self.cfg.execution.round_trip_ms * MS * self._clock_scale())
+
+    def _timer_ns(self) -> int:
+        """The executor's timer period on the venue's clock."""
+        return int(self.cfg.engine.timer_ms * MS * self._clock_scale())
 
     # ---- transitions --------------------------------------------------------------------------------------
 
@@ -543,7 +554,7 @@ class IntentRunner:
         sf = self.feed[inst.symbol]
         spec = Spec(inst.symbol, d["side"], inst.qty_to_lots(left), d["arrival_ns"], d["deadline_ns"], d["cap"],
                     d["complete"], d["reduce_only"], self._rtt(), d["limit"], d.get("min_lots", 1),
-                    self.cfg.engine.timer_ms * MS)
+                    self._timer_ns())
         li = LiveIntent(iid, intent, d.get("source", ""), d.get("user", ""), inst=inst, sf=sf,
                         position=self.oms.positions.get(inst.symbol), key=d.get("key"), resumed=True)
         li.state = IState(row["state"]) if row["state"] in ("accepted", "working", "completing") else IState.WORKING

@@ -650,7 +650,7 @@ def test_the_real_node_traded_from_telegram(tmp_path):
                             break
                         await asyncio.sleep(0.05)
                     assert rows and "spoof pulled" in rows[0]["data"]
-                    assert node.oms.positions.get("BTCUSDT").qty == __import__("decimal").Decimal("0.2")
+                    assert node.oms.positions.get("BTCUSDT").qty == __import__("decimal").Decimal("0.2"), report["text"]
                 finally:
                     await handle.stop()
         finally:

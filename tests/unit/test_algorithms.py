@@ -138,3 +138,9 @@ def test_auto_builds_a_multi_level_ladder_when_the_size_needs_the_depth():
     assert auto.decide(spec(25), _Feed([(1000, 30)], asks, score=0.9), 0, urgent_score=0.6)[0] is Sniper
     with pytest.raises(ValueError, match="patient"):
         auto.decide(spec(5), sf, 0, patient="nope")
+    # from the predictions: the hybrid would cross at once (waiting costs >= cross_bps more): the sniper takes
+    run_away = lambda sf, now, side: (8.0, 0.0)                        # noqa: E731
+    cls, why, _ = auto.decide(spec(5), sf, 0, patient="hybrid", predictor=run_away, cross_bps=5.0)
+    assert cls is Sniper and why.startswith("predicted: waiting costs +8.00 bps")
+    calm = lambda sf, now, side: (0.5, 0.3)                            # noqa: E731
+    assert auto.decide(spec(5), sf, 0, patient="hybrid", predictor=calm, cross_bps=5.0)[0] is Hybrid
