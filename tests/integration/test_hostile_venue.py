@@ -67,6 +67,8 @@ async def sim() -> AsyncIterator[tuple[SimVenue, aiohttp.ClientSession]]:
     await venue.start()
     try:
         async with aiohttp.ClientSession() as session:
+            while (await rest(session, venue, "GET", "/fapi/v1/depth", "symbol=BTCUSDT&limit=5"))[0] == 503:
+                await asyncio.sleep(0.01)       # the recorded book syncs in its first ~0.16 s of tape
             yield venue, session
     finally:
         await venue.stop()
@@ -132,6 +134,22 @@ def test_hostile_rest_requests_answer_binance_shaped_4xx() -> None:
                     break
                 await asyncio.sleep(0.1)
             assert status == 200 and len(answer["bids"]) == 5
+
+    run(main())
+
+
+def test_an_order_before_the_book_is_up_is_a_binance_503_not_a_crash() -> None:
+    """A venue that cannot serve yet says so as Binance does (503, code -1000): a failure the client may retry."""
+    async def main() -> None:
+        venue = SimVenue(SimExchange([sample_path()]), SimVenueConfig(speed=0.001, limits=UNLIMITED))
+        await venue.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                status, answer = await rest(session, venue, "POST", "/fapi/v1/order",
+                                            signed_qs(ORDER + "0.010"))
+        finally:
+            await venue.stop()
+        assert status == 503 and answer == {"code": -1000, "msg": "Service Unavailable."}
 
     run(main())
 

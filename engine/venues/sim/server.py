@@ -504,6 +504,8 @@ class SimVenue:
         except Exception as exc:
             if type(exc).__name__ == "SimReject":
                 raise bad(exc.code, exc.msg) from None
+            if type(exc).__name__ == "SimUnavailable":     # Binance's 503: the request failed, safe to retry
+                raise SimHttpError(503, codes.UNKNOWN, "Service Unavailable.") from None
             raise
 
     async def cancel(self, account: str, params: dict[str, Any]) -> dict:
