@@ -62,7 +62,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="exchange seconds the live venue starts before each intent (default 20)")
     g2.add_argument("--gap-keep", metavar="DIR", help="keep the live sessions' logs and journals in DIR")
     p.add_argument("--tune", action="store_true", help="grid-search thresholds on the given (development) data "
-                                                       "and print them; refuses validation sets")
+                                                       "and print them; refuses validation sets. With --models: "
+                                                       "the hybrid's grid once per model instead")
     p.set_defaults(func=run_cli)
     return p
 
@@ -153,14 +154,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tune(sets, s: Settings) -> int:
-    from engine.eval.tune import tune
+    from engine.eval.tune import tune, tune_models
 
     if len(sets) != 1:
         raise ConfigError("--tune takes one (development) recording")
-    params = tune(sets[0], replace(s, experiments=frozenset()), log=lambda m: print(m, file=sys.stderr))
-    sys.stdout.write(orjson.dumps({"set": sets[0].label, "files": [Path(f).name for f in sets[0].files],
-                                   "seed": s.seed, "intents_per_kind": s.n_intents, "params": params},
-                                  option=orjson.OPT_INDENT_2).decode() + "\n")
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    doc = {"set": sets[0].label, "files": [Path(f).name for f in sets[0].files], "seed": s.seed,
+           "intents_per_kind": s.n_intents}
+    if s.models:                     # the hybrid per model, on top of the tuned parameters of everything else
+        doc["models"] = tune_models(sets[0], replace(s, experiments=frozenset()), log=log)
+    else:
+        doc["params"] = tune(sets[0], replace(s, experiments=frozenset()), log=log)
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 

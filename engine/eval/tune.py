@@ -4,6 +4,9 @@ Sniper first, then ladder, then hybrid, then auto (which builds the sniper, ladd
 chosen); only the algorithms in ``--algos`` (default: all of them). Each
 candidate runs the main comparison for that one algorithm on the same intents; the objective is
 ``engine.eval.tuned.objective``. Refuses validation recordings: nothing is tuned on the set it is reported on.
+
+With ``--models``, the hybrid's grid is also searched once per model file (``tune_models``): a learned predictor
+may want another threshold than the kernels, and the board should not judge it at the kernels' one.
 """
 
 from __future__ import annotations
@@ -27,14 +30,46 @@ def tune(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
     intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
     cur = replace(s, experiments=frozenset())
     for algo in (a for a in ORDER if a in s.algos):
-        scored = []
-        for p in tuned.candidates(algo):
-            trial = replace(tuned.with_params(cur, algo, p), algos=(algo,))
-            sm = evaluate(ds, trial, intents, path)["algos"][algo]
-            scored.append((tuned.objective(sm), p, sm))
-            log(f"{ds.label} {algo} {p}: all-in {sm['mean_all_in_bps']} bps, informed pnl "
-                f"{sm['informed_pnl_bps']} bps, completion {sm['completion_rate']} -> {scored[-1][0]:.3f}")
-        best = min(scored, key=lambda x: x[0])
-        log(f"{ds.label} {algo}: chose {best[1]} (objective {best[0]:.3f})")
-        cur = tuned.with_params(cur, algo, best[1])
+        _, chosen, _, _ = _search(ds, cur, algo, tuned.candidates(algo), intents, path, log, algo)
+        cur = tuned.with_params(cur, algo, chosen)
     return cur.params
+
+
+def tune_models(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
+    """The hybrid's grid searched with each of ``s.models`` (on top of ``s.params``): per capacity label, the
+    chosen parameters, their objective and their cost and kept pnl; the same intents as ``tune``."""
+    from engine.eval.experiments import capacity_label
+
+    if ds.role == "validation":
+        raise ConfigError(f"{ds.label} is a validation set: tune on the development set only")
+    path = market_path(ds.files)
+    intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
+    cur = replace(s, experiments=frozenset(), models=())
+    out: dict[str, dict] = {}
+    for m in s.models:
+        label = capacity_label(m)
+        grid = [{**p, "model": m} for p in tuned.candidates("hybrid")]
+        obj, p, sm, ties = _search(ds, cur, "hybrid", grid, intents, path, log, f"hybrid[{label}]")
+        out[label] = {"params": {k: v for k, v in p.items() if k != "model"}, "objective": round(obj, 3),
+                      "mean_all_in_bps": sm["mean_all_in_bps"], "informed_pnl_bps": sm["informed_pnl_bps"],
+                      "edge_kept": sm["edge_kept"], "candidates_tied": ties}
+    return out
+
+
+def _search(ds: DataSet, cur: Settings, algo: str, grid: list[dict], intents, path, log, name: str) -> tuple:
+    """Every candidate of ``grid`` for ``algo`` on the same intents; the best (objective, params, summary) and how
+    many other candidates tie with it."""
+    scored = []
+    for p in grid:
+        trial = replace(tuned.with_params(cur, algo, p), algos=(algo,))
+        sm = evaluate(ds, trial, intents, path)["algos"][algo]
+        scored.append((tuned.objective(sm), p, sm))
+        shown = {k: v for k, v in p.items() if k != "model"}
+        log(f"{ds.label} {name} {shown}: all-in {sm['mean_all_in_bps']} bps, informed pnl "
+            f"{sm['informed_pnl_bps']} bps, completion {sm['completion_rate']} -> {scored[-1][0]:.3f}")
+    best = min(scored, key=lambda x: x[0])
+    ties = sum(1 for x in scored if abs(x[0] - best[0]) < 1e-9) - 1
+    log(f"{ds.label} {name}: chose {({k: v for k, v in best[1].items() if k != 'model'})} "
+        f"(objective {best[0]:.3f}" + (f"; {ties} other candidate(s) tie: the first in grid order wins)" if ties
+                                       else ")"))
+    return (*best, ties)

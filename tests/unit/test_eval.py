@@ -229,3 +229,27 @@ def test_the_smart_vs_fast_board_has_a_row_per_capacity_with_its_latency(ds, pat
 
     png = [p for p in write_all([r], tmp_path / "plots") if p.name == "pareto.png"]
     assert png and png[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tune_searches_the_hybrid_per_model_and_refuses_validation_data(ds, tmp_path, monkeypatch):
+    """``eval --tune --models``: the hybrid's grid once per model on the same intents, the lowest objective
+    chosen and reported with its cost; a validation recording is refused before anything runs."""
+    from engine.cli import main
+    from engine.errors import ConfigError
+    from engine.eval import tuned
+    from engine.eval.tune import tune_models
+
+    model = tmp_path / "lin.npz"
+    assert main(["train", "--data", SAMPLE[0], "--out", str(model), "--capacity", "linear"]) == 0
+    monkeypatch.setitem(tuned.GRID, "hybrid", {"cross_bps": [0.0, 5.0], "horizon_s": [1.0]})
+    lines: list[str] = []
+    s = replace(FAST, algos=("hybrid",), models=(str(model),))
+    got = tune_models(ds, s, log=lines.append)
+    assert set(got) == {"lin"} and got["lin"]["params"]["cross_bps"] in (0.0, 5.0)
+    assert got["lin"]["candidates_tied"] in (0, 1)
+    scored = [float(x.rsplit("-> ", 1)[1]) for x in lines if "-> " in x]
+    assert len(scored) == 2 and got["lin"]["objective"] == pytest.approx(min(scored), abs=1e-3)
+    assert all("npz" not in x for x in lines)           # the model is named by its label, not its path
+    held_out = replace(ds, role="validation")
+    with pytest.raises(ConfigError, match="validation set"):
+        tune_models(held_out, s)
