@@ -5,8 +5,9 @@ chosen); only the algorithms in ``--algos`` (default: all of them). Each
 candidate runs the main comparison for that one algorithm on the same intents; the objective is
 ``engine.eval.tuned.objective``. Refuses validation recordings: nothing is tuned on the set it is reported on.
 
-With ``--models``, the hybrid's grid is also searched once per model file (``tune_models``): a learned predictor
-may want another threshold than the kernels, and the board should not judge it at the kernels' one.
+With ``--models``, the hybrid's grid is searched once per model file instead (``tune_models``, on top of the
+tuned parameters of everything else): a learned predictor may want another threshold than the kernels, and the
+board should not judge it at the kernels' one.
 """
 
 from __future__ import annotations
