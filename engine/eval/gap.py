@@ -88,7 +88,13 @@ def replay_outcomes(ds: DataSet, passes: list[list[EvalIntent]], s: GapSettings)
     out: dict[tuple[str, str], list] = {}
     for job, res in zip(jobs, run_jobs(jobs, s.workers), strict=True):
         out.setdefault((job.tag, job.algo), []).extend(res)
-    return out
+    return {k: in_intent_order(v) for k, v in out.items()}
+
+
+def in_intent_order(outcomes: list[dict]) -> list[dict]:
+    """Outcomes sorted by (arrival, id): the passes interleave intents, and the bootstrap resamples by position, so
+    every variant must list the same intents in the same order for their intervals to be comparable."""
+    return sorted(outcomes, key=lambda o: (o["time_ns"], o["id"]))
 
 
 def live_outcomes(ds: DataSet, intents: list[EvalIntent], s: GapSettings, say=print) -> dict[str, list[dict]]:
@@ -188,18 +194,29 @@ def gap(ds: DataSet, path: MarketPath, intents: list[EvalIntent], passes: list[l
     tick = (path.inst or KNOWN_INSTRUMENTS[ds.symbol]).tick_size
     rows: dict[str, dict] = {}
     for algo in s.algos:
-        variants = {LIVE: lives[algo], **{v: replays[(v, algo)] for v in VARIANTS}}
-        summ = {v: summarise([measures(o, path, tick, s.taker_fee) for o in outs], s.seed)
-                for v, outs in variants.items()}
+        variants = {LIVE: in_intent_order(lives[algo]), **{v: replays[(v, algo)] for v in VARIANTS}}
+        per = {v: [measures(o, path, tick, s.taker_fee) for o in outs] for v, outs in variants.items()}
+        summ = {v: summarise(ms, s.seed) for v, ms in per.items()}
         late = [o["submit_late_ms"] for o in lives[algo] if "submit_late_ms" in o]
         rows[algo] = {"variants": {v: _brief(sm) for v, sm in summ.items()},
                       "decomposition": decompose({v: sm["mean_all_in_bps"] for v, sm in summ.items()}),
                       "decomposition_edge": decompose({v: sm["edge_kept"] for v, sm in summ.items()}),
                       "live_errors": [o["error"] for o in lives[algo] if o["error"]],
-                      "submit_late_ms_max": round(max(late), 2) if late else None}
+                      "submit_late_ms_max": round(max(late), 2) if late else None,
+                      "live_differs_from_replay": differing(per[LIVE], per["replay"]),
+                      "measures": per}
     return {"data": ds.as_json(), "seed": s.seed, "latency": "/".join(s.latency), "speed": s.speed,
             "warmup_s": s.warmup_s, "n_intents": len(intents), "algos": rows,
             "runtime_s": round(time.perf_counter() - t0, 1)}
+
+
+def differing(live: list[dict], replay: list[dict], tol_bps: float = 1e-6) -> list[int]:
+    """Ids of the intents whose all-in cost differs between the two lists (same intents, same order), or whose
+    outcome failed on one side only: where the live path did what the replay did not."""
+    return [a["id"] for a, b in zip(live, replay, strict=True)
+            if a["ok"] != b["ok"] or (a["all_in"] is not None and b["all_in"] is not None
+                                      and abs(a["all_in"] - b["all_in"]) > tol_bps)
+            or (a["all_in"] is None) != (b["all_in"] is None)]
 
 
 def decompose(v: dict[str, float | None]) -> dict[str, float | None]:
@@ -238,6 +255,10 @@ def table(result: dict) -> list[str]:
         out.append(f"{'split of the gap':<20} {'cost':>7} {'edge':>7}")
         for k, c in r["decomposition"].items():
             out.append(f"{k:<28} {_f(c, 3):>7} {_f(r['decomposition_edge'][k], 3):>7}")
+        diff = r.get("live_differs_from_replay")
+        if diff is not None:
+            out.append(f"live and replay differ on {len(diff)} of {r['variants'][LIVE]['n_intents']} intents"
+                       + (f": {', '.join(map(str, diff))}" if diff else ""))
         if r["live_errors"]:
             out.append(f"live errors: {len(r['live_errors'])}: {r['live_errors'][0]}")
     return out

@@ -31,8 +31,13 @@ def test_gap_runs_the_same_intents_live_and_in_every_replay_variant(tmp_path):
     total = (d["latency"] + d["queue position"] + d["market impact"] + d["interaction"]
              + d["live - replay (not modelled)"])
     assert abs(total - d["live - naive replay"]) < 0.01
+    # per-intent measures of every variant, in the same order, and where live and replay part ways
+    ids = {v: [m["id"] for m in ms] for v, ms in row["measures"].items()}
+    assert len({tuple(x) for x in ids.values()}) == 1 and sorted(ids["live"]) == sorted(it.id for it in intents)
+    assert set(row["live_differs_from_replay"]) <= {it.id for it in intents}
     text = "\n".join(gapmod.table(r))
     assert "naive replay" in text and "live - replay (not modelled)" in text
+    assert "live and replay differ on" in text
 
 
 def test_live_sessions_fill_what_was_asked(tmp_path):

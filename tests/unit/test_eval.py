@@ -253,3 +253,20 @@ def test_tune_searches_the_hybrid_per_model_and_refuses_validation_data(ds, tmp_
     held_out = replace(ds, role="validation")
     with pytest.raises(ConfigError, match="validation set"):
         tune_models(held_out, s)
+
+
+def test_gap_replay_variants_list_outcomes_in_intent_order(ds, path):
+    """The bootstrap resamples by position: every gap variant (and the live list) must hold the same intents in
+    the same order, whatever order the replay passes interleave them in."""
+    from engine.eval import gap as gapmod
+
+    intents = im.generate(path, 4, 4, seed=0)
+    passes = im.pack(intents)
+    flat = [it.id for p in passes for it in p]
+    want = [it.id for it in sorted(intents, key=lambda x: (x.time_ns, x.id))]
+    assert flat != want                                     # the passes interleave: concatenating breaks the order
+    s = gapmod.GapSettings(algos=("immediate",), workers=1)
+    out = gapmod.replay_outcomes(ds, passes, s)
+    assert set(out) == {(v, "immediate") for v in gapmod.VARIANTS}
+    for key, outs in out.items():
+        assert [o["id"] for o in outs] == want, key
