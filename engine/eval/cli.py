@@ -38,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "log-uniform in [LO, HI] (default 3:12; 0:0 = any non-zero move, the first evaluations' rule)")
     p.add_argument("--latencies", default="0,1,5,20,100", help="latency sweep, ms (default 0,1,5,20,100)")
     p.add_argument("--skip", default="", help=f"comma-separated experiments to skip: {','.join(EXPERIMENTS)}")
-    p.add_argument("--algos", default=",".join(EVAL_ALGOS), help="algorithms to compare (default: all six)")
+    p.add_argument("--algos", default=",".join(EVAL_ALGOS),
+                   help=f"algorithms to compare (default: all {len(EVAL_ALGOS)}: {', '.join(EVAL_ALGOS)})")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes (default: CPUs)")
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="run the replay passes on a Ray cluster (host[:port], ray://host[:port], auto) or on a Ray "
@@ -96,6 +97,26 @@ def _settings(args: argparse.Namespace) -> Settings:
                     experiments=frozenset(EXPERIMENTS) - skip, models=tuple(args.models), informedness=(lo, hi))
 
 
+def _check_models(models: tuple[str, ...], sets) -> None:
+    """Every ``--models`` file read and fitted to every recording's symbol before any replay runs (a
+    ``ConfigError`` naming it); a warning on stderr when a model was trained on a file being evaluated."""
+    if not models:
+        return
+    from engine.learn.runtime import cached_model
+    from engine.learn.train import sha256_of
+
+    for ds in sets:
+        shas = None
+        for m in models:
+            files = (cached_model(m, ds.symbol).meta.get("training") or {}).get("files") or []
+            trained = {f.get("sha256") for f in files if isinstance(f, dict)}
+            shas = shas if shas is not None else {sha256_of(f): Path(f).name for f in ds.files}
+            seen = [name for sha, name in shas.items() if sha in trained]
+            if seen:
+                print(f"warning: {Path(m).name} was trained on {', '.join(seen)}: its numbers on {ds.label} are "
+                      f"in-sample", file=sys.stderr)
+
+
 def _recordings(args: argparse.Namespace) -> list[list[str]]:
     if args.data:
         return args.data
@@ -118,7 +139,11 @@ def _run(args: argparse.Namespace) -> int:
     from engine.eval.report import document, text
 
     s = _settings(args)
+    if args.gap and s.models:
+        raise ConfigError("--gap runs what a trader can ask for on the live path, which reads the model from the "
+                          "engine's [model] configuration: --models belongs to the board, not to --gap")
     sets = [dataset(files) for files in _recordings(args)]
+    _check_models(s.models, sets)
     if args.tune:
         return _tune(sets, s)
     if args.gap:

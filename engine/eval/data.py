@@ -44,14 +44,36 @@ VALIDATION_FILES = (("usdm_btcusdt_20240718.gz", "usdm_btcusdt_20240719.gz"),
 DEPTH_LEVELS = 5
 
 
-def role_of(files: tuple[str, ...]) -> str:
-    """``development`` (the tuning set), ``validation`` (held out) or ``other``, from the file names."""
-    names = tuple(Path(f).name for f in files)
-    if names == DEV_FILES:
-        return "development"
-    if names in VALIDATION_FILES:
+# a file whose name starts with one of these is held-out data: the recordings themselves and anything cut from them
+# (the bundled ``usdm_btcusdt_20240718_sample.gz`` is three minutes of the BTCUSDT validation recording)
+VALIDATION_STEMS = tuple(sorted({name.split(".")[0] for pair in VALIDATION_FILES for name in pair}))
+
+
+def file_role(name: str) -> str:
+    """``development``, ``validation`` or ``other`` for one file, by its name: validation when it is one of the
+    held-out recordings or named after one (a trimmed or renamed copy), development when it is one of DEV_FILES."""
+    name = Path(name).name
+    if name.startswith(VALIDATION_STEMS):
         return "validation"
-    return "other"
+    return "development" if name in DEV_FILES else "other"
+
+
+def role_of(files: tuple[str, ...]) -> str:
+    """The role of a recording (its files in order): ``validation`` when any file is held-out data (a set with
+    one validation file in it is not development data), ``development`` for exactly the tuning set, else
+    ``other``."""
+    roles = [file_role(f) for f in files]
+    if "validation" in roles:
+        return "validation"
+    return "development" if tuple(Path(f).name for f in files) == DEV_FILES else "other"
+
+
+def refuse_validation(files, what: str) -> None:
+    """``ConfigError`` when any of ``files`` is held-out data: nothing is tuned or trained on what it is judged on."""
+    for f in files:
+        if file_role(str(f)) == "validation":
+            raise ConfigError(f"{f} is validation data ({Path(f).name}): {what} on development data "
+                              f"({', '.join(DEV_FILES)}) or another recording; validation sets are only scored")
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,8 @@ def table(result: dict) -> list[str]:
         diff = r.get("live_differs_from_replay")
         if diff is not None:
             out.append(f"live and replay differ on {len(diff)} of {r['variants'][LIVE]['n_intents']} intents"
-                       + (f": {', '.join(map(str, diff))}" if diff else ""))
+                       + (f" (intent ids {', '.join(map(str, diff))}; per-intent numbers in --json under "
+                          f"algos.{algo}.measures)" if diff else ""))
         if r["live_errors"]:
             out.append(f"live errors: {len(r['live_errors'])}: {r['live_errors'][0]}")
     return out

@@ -18,8 +18,8 @@ def _ci(ci: list | None) -> str:
 def algo_table(label: str, algos: dict[str, dict]) -> list[str]:
     head = (f"{'algorithm':<14}{'n':>4}{'mean':>7}{'median':>7}{'95% CI (mean)':>16}{'all-in':>7}{'compl':>7}"
             f"{'filled':>7}{'ttf p50':>8}{'maker':>7}{'mk+1s':>7}{'mk+5s':>7}{'mk+30s':>7}{'edge':>7}")
-    lines = [f"[{label}] uninformed cost in bps vs arrival mid, fees in (positive = cost); completion, fill time, "
-             "maker share and markouts over all intents; edge kept over informed intents", head]
+    lines = [f"[{label}] uninformed cost in bps vs arrival mid, fees in (positive = cost); n, completion, fill "
+             "time, maker share and markouts over all intents; edge kept over informed intents", head]
     for name, a in algos.items():
         mk = a["markouts_bps"]
         lines.append(f"{name:<14}{a['n_intents']:>4}{_f(a['mean_cost_bps'])}{_f(a['median_cost_bps'])}"
@@ -68,7 +68,7 @@ def bars_table(label: str, bars: dict) -> list[str]:
 def goal_lines(label: str, g: dict) -> list[str]:
     if not g:
         return []
-    return [f"[{label}] goal: best timing algorithm {g['best_timing_algo']} costs {g['cost_ratio_vs_immediate']:.2f}"
+    return [f"[{label}] goal: best timing algorithm {g['best_timing_algo']} costs {g['cost_ratio_vs_immediate']:.3f}"
             f" x immediate (target <= 0.5: {'met' if g['cost_half_of_immediate'] else 'NOT met'}); every intent "
             f"completed in window: {'yes' if g['all_completed'] else 'NO'}; edge kept {g['best_edge_algo']} "
             f"{_f(g['best_edge_kept'], 3, 0)} vs best baseline {_f(g['best_baseline_edge_kept'], 3, 0)} "

@@ -64,9 +64,14 @@ def table(meta: dict) -> str:
     fz = tr.get("featurize", {})
     vals = meta["scores"].get("validation", [])
     heads = ["tail"] + [f"{v['symbol']} {'+'.join(v['files'])} ({v['role']})" for v in vals]
+    gap = tr["rows"] - tr["rows_fit"] - tr["rows_tail"]
     lines = [f"{meta['capacity']} model for {meta['symbol']}: {tr['rows']} rows ({tr['rows_fit']} fitted, "
-             f"{tr['rows_tail']} held out), {len(meta['features'])} features (set {meta['feature_set_id']}), "
+             f"{tr['rows_tail']} held out" + (f", {gap} left out between them so no label crosses into the tail"
+                                               if gap > 0 else "")
+             + f"), {len(meta['features'])} features (set {meta['feature_set_id']}), "
              f"step {meta['step_ms']} ms; featurized {fz.get('rows_per_s', 0):,} rows/s",
+             "  IC: rank correlation of predicted and realised move; hit: share of the predicted sign right; "
+             "AUC: of the fill probability",
              *(f"  validation {i + 1}: {h} ({v['rows']} rows)" for i, (h, v) in enumerate(zip(heads[1:], vals,
                                                                                               strict=True))),
              ""]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,8 @@ def save(path: str | Path, tm: TimingModel) -> Path:
 def read(path: str | Path) -> TimingModel:
     """Read a model file whatever it was trained for (``load_model`` is the checked way in)."""
     p = Path(path)
+    if p.is_file() and not zipfile.is_zipfile(p):       # numpy would read it as a pickle and advise unsafe loading
+        raise ConfigError(f"{p}: not a readable model file (not the .npz zip archive tapeshot train writes)")
     try:
         with np.load(p, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"][()]))

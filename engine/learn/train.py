@@ -24,7 +24,8 @@ import numpy as np
 from engine import __version__
 from engine.errors import ConfigError
 from engine.eval.cluster import Backend, current
-from engine.eval.data import DEV_FILES, VALIDATION_FILES, role_of
+from engine.eval.data import file_role, role_of
+from engine.eval.data import refuse_validation as refuse
 from engine.learn import metrics
 from engine.learn.features import (
     FEATURE_SET_ID,
@@ -42,20 +43,12 @@ from engine.signals_ref import TimingParams
 
 SEC = 1_000_000_000
 SERIAL_FIT = frozenset({"linear"})          # a closed-form fit in milliseconds: a worker pool would cost more
-VALIDATION_NAMES = frozenset(name for pair in VALIDATION_FILES for name in pair)
 
 
 def refuse_validation(paths: list[str | Path]) -> None:
-    """``ConfigError`` when any file is one of the validation recordings (by name): never train on them."""
-    for p in paths:
-        if Path(p).name in VALIDATION_NAMES:
-            raise ConfigError(f"{p} is a validation recording ({Path(p).name}): train on development data "
-                              f"({', '.join(DEV_FILES)}); pass validation files to --validate to score a model")
-
-
-def file_role(name: str) -> str:
-    """``development`` or ``validation`` for one of the shared recordings' files (by name), else ``other``."""
-    return "development" if name in DEV_FILES else "validation" if name in VALIDATION_NAMES else "other"
+    """``ConfigError`` when any file is validation data (by name, trimmed copies included): never train on it;
+    ``--validate`` scores a model on it."""
+    refuse(paths, "train")
 
 
 def sha256_of(path: str | Path) -> str:

@@ -245,14 +245,34 @@ def test_tune_searches_the_hybrid_per_model_and_refuses_validation_data(ds, tmp_
     lines: list[str] = []
     s = replace(FAST, algos=("hybrid",), models=(str(model),))
     got = tune_models(ds, s, log=lines.append)
-    assert set(got) == {"lin"} and got["lin"]["params"]["cross_bps"] in (0.0, 5.0)
+    assert set(got) == {"kernels", "lin"} and got["lin"]["params"]["cross_bps"] in (0.0, 5.0)
+    assert got["kernels"]["params"] == tuned.params()["hybrid"] and got["kernels"]["mean_all_in_bps"] is not None
     assert got["lin"]["candidates_tied"] in (0, 1)
-    scored = [float(x.rsplit("-> ", 1)[1]) for x in lines if "-> " in x]
-    assert len(scored) == 2 and got["lin"]["objective"] == pytest.approx(min(scored), abs=1e-3)
+    scored = [float(x.rsplit("-> ", 1)[1].split()[0]) for x in lines if "-> " in x]
+    assert len(scored) == 3 and got["lin"]["objective"] == pytest.approx(min(scored[1:]), abs=1e-3)
+    if got["lin"]["candidates_tied"]:                   # a tie keeps the threshold in force (5), not the first
+        assert got["lin"]["params"]["cross_bps"] == 5.0
     assert all("npz" not in x for x in lines)           # the model is named by its label, not its path
-    held_out = replace(ds, role="validation")
-    with pytest.raises(ConfigError, match="validation set"):
+    held_out = replace(ds, files=("/any/where/usdm_btcusdt_20240719.gz",))      # one file of a validation pair
+    with pytest.raises(ConfigError, match="is validation data"):
         tune_models(held_out, s)
+
+
+def test_validation_data_is_recognised_file_by_file_trimmed_copies_included():
+    """One guard for tune and train: any held-out file, alone, in a set, or trimmed (the bundled 2024-07-18
+    samples are cut from the validation recordings), is validation data; the tuning set is development."""
+    from engine.errors import ConfigError
+    from engine.eval.data import DEV_FILES, file_role, refuse_validation, role_of
+    from engine.feed.recording import sample_paths
+
+    for f in sample_paths():                                  # the bundled 2024-07-18 BTCUSDT and ETHUSDT samples
+        assert file_role(str(f)) == "validation"
+    assert file_role("usdm_ethusdt_20240719.gz") == "validation" and file_role(SAMPLE[0]) == "other"
+    assert role_of(DEV_FILES) == "development" and role_of(DEV_FILES[:1]) == "other"
+    assert role_of((*DEV_FILES, "usdm_btcusdt_20240718.gz")) == "validation"
+    with pytest.raises(ConfigError, match="tune on development data"):
+        refuse_validation([SAMPLE[0], str(sample_paths()[0])], "tune")
+    refuse_validation([SAMPLE[0], *DEV_FILES], "tune")        # development and other data pass
 
 
 def test_gap_replay_variants_list_outcomes_in_intent_order(ds, path):
@@ -270,3 +290,24 @@ def test_gap_replay_variants_list_outcomes_in_intent_order(ds, path):
     assert set(out) == {(v, "immediate") for v in gapmod.VARIANTS}
     for key, outs in out.items():
         assert [o["id"] for o in outs] == want, key
+
+
+def test_eval_checks_model_files_before_any_replay_and_warns_when_in_sample(tmp_path, capsys):
+    """A missing or non-model --models file and --models with --gap are one-line errors before anything runs; a
+    model evaluated on its own training file says its numbers are in-sample."""
+    from engine.cli import main
+
+    base = ["eval", "--data", *SAMPLE, "--intents", "1", "--skip", "ablation,bars,cost,latency", "--workers", "1"]
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a model")
+    for extra, said in ((["--models", str(tmp_path / "missing.npz")], "cannot read the model file"),
+                        (["--models", str(junk)], "not the .npz zip archive"),
+                        (["--gap", "--models", str(junk)], "--models belongs to the board")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and err.count("\n") == 1, err
+    model = tmp_path / "lin.npz"
+    assert main(["train", "--data", SAMPLE[0], "--out", str(model), "--capacity", "linear"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--algos", "immediate,hybrid", "--models", str(model), "--json"]) == 0
+    assert "lin.npz was trained on usdm_btcusdt_sample.gz" in capsys.readouterr().err
