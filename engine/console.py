@@ -31,6 +31,18 @@ commands: preview <intent>   status [btc]   pos   kill [reason]   reduce [reason
 YES = ("y", "yes")
 
 
+def progress_text(p: Progress) -> str:
+    """How a terminal shows one progress event: an engine notice as ``[kind] text``, an intent's step as
+    ``[id] kind: text`` (the kind said once when the text starts with it: "markouts +1s ..."), a finished
+    intent's full execution report in the trader's units."""
+    if not p.intent_id:
+        return f"[{p.kind}] {p.text}"
+    if p.kind == "done" and p.data:
+        return words.report_text(p.data, p.intent_id)
+    label = "" if p.text.startswith(p.kind) else f"{p.kind}: "
+    return f"[{p.intent_id}] {label}{p.text}"
+
+
 class Console:
     """One trader at a terminal: ``handle`` reads a line, ``on_progress`` prints what the engine says."""
 
@@ -55,11 +67,9 @@ class Console:
         intent's full report in the trader's units."""
         if not p.intent_id:
             self._notices.append(p.text)
-            self.say(f"[{p.kind}] {p.text}")
+            self.say(progress_text(p))
         elif p.source in ("console", "control"):
-            full = p.kind == "done" and p.data
-            label = "" if p.text.startswith(p.kind) else f"{p.kind}: "      # "markouts +1s ...": said once
-            self.say(words.report_text(p.data, p.intent_id) if full else f"[{p.intent_id}] {label}{p.text}")
+            self.say(progress_text(p))
 
     def _reader(self, loop: asyncio.AbstractEventLoop) -> None:
         for line in sys.stdin:

@@ -18,10 +18,10 @@ import signal
 import sys
 from decimal import Decimal
 
-from engine import affinity, words
+from engine import affinity
 from engine.commands import Progress
 from engine.config import Config, ensure_home
-from engine.console import Console
+from engine.console import Console, progress_text
 from engine.control import ControlServer
 from engine.errors import TapeshotError
 from engine.loop import freeze_heap
@@ -31,15 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def _printer(p: Progress) -> None:
-    """The demo's output: engine notices as ``[kind] text``, an intent's steps as ``[id] kind: text`` (the kind
-    said once when the text already starts with it) and a finished intent's full execution report."""
-    if not p.intent_id:
-        print(f"[{p.kind}] {p.text}", flush=True)
-    elif p.kind == "done" and p.data:
-        print(words.report_text(p.data, p.intent_id), flush=True)
-    else:
-        label = "" if p.text.startswith(p.kind) else f"{p.kind}: "
-        print(f"[{p.intent_id}] {label}{p.text}", flush=True)
+    """The demo's output: every progress event as the console shows it."""
+    print(progress_text(p), flush=True)
 
 
 async def run_engine(cfg: Config, demo: bool = False) -> int:

@@ -88,12 +88,13 @@ def table(meta: dict) -> str:
 
 def run_cli(args: argparse.Namespace) -> int:
     from engine.eval.cluster import session
+    from engine.eval.data import refuse_validation
     from engine.learn.bench import inference_ns
     from engine.learn.modelfile import save
-    from engine.learn.train import refuse_validation, train
+    from engine.learn.train import train
 
     data = args.data or _default_data()
-    refuse_validation(data)
+    refuse_validation(data, "train")
     if args.step_ms <= 0:
         raise ConfigError(f"--step-ms must be > 0, got {args.step_ms}")
     if args.workers < 1:

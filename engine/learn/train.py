@@ -24,8 +24,7 @@ import numpy as np
 from engine import __version__
 from engine.errors import ConfigError
 from engine.eval.cluster import Backend, current
-from engine.eval.data import file_role, role_of
-from engine.eval.data import refuse_validation as refuse
+from engine.eval.data import file_role, refuse_validation, role_of
 from engine.learn import metrics
 from engine.learn.features import (
     FEATURE_SET_ID,
@@ -43,12 +42,6 @@ from engine.signals_ref import TimingParams
 
 SEC = 1_000_000_000
 SERIAL_FIT = frozenset({"linear"})          # a closed-form fit in milliseconds: a worker pool would cost more
-
-
-def refuse_validation(paths: list[str | Path]) -> None:
-    """``ConfigError`` when any file is validation data (by name, trimmed copies included): never train on it;
-    ``--validate`` scores a model on it."""
-    refuse(paths, "train")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -125,7 +118,7 @@ def train(data: list[str], capacity: str = "linear", step_ms: int = 100, seed: i
     validation recording; returns the model (metadata filled, not yet written), the rows and the tail mask.
     ``backend`` (default: ``engine.eval.cluster.current()``, in-process outside a session) runs the
     featurization of every recording and the fits; the result does not depend on it."""
-    refuse_validation(data)
+    refuse_validation(data, "train")
     backend = backend if backend is not None else current()
     fz, *vals = featurize_many([data, *(validate_sets or [])], step_ms, backend)
     head, tail = split(fz)
