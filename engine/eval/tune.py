@@ -24,9 +24,7 @@ ORDER = ("sniper", "ladder", "hybrid", "auto")
 
 def tune(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
     """Chosen parameters per algorithm (merged over ``s.params``); prints every candidate's score."""
-    refuse_validation(ds.files, "tune")
-    path = market_path(ds.files)
-    intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
+    path, intents = _tuning_intents(ds, s)
     cur = replace(s, experiments=frozenset())
     for algo in (a for a in ORDER if a in s.algos):
         _, chosen, _, _ = _search(ds, cur, algo, tuned.candidates(algo), intents, path, log, algo)
@@ -41,9 +39,7 @@ def tune_models(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
     parameters in force."""
     from engine.eval.experiments import capacity_label
 
-    refuse_validation(ds.files, "tune")
-    path = market_path(ds.files)
-    intents = generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
+    path, intents = _tuning_intents(ds, s)
     cur = replace(s, experiments=frozenset(), models=())
     base = evaluate(ds, replace(cur, algos=("hybrid",)), intents, path)["algos"]["hybrid"]
     log(f"{ds.label} hybrid[kernels] {cur.params.get('hybrid', {})}: all-in {base['mean_all_in_bps']} bps, "
@@ -57,6 +53,13 @@ def tune_models(ds: DataSet, s: Settings, log=print) -> dict[str, dict]:
         out[label] = {"params": {k: v for k, v in p.items() if k != "model"}, "objective": round(obj, 3),
                       **_scores(sm), "candidates_tied": ties}
     return out
+
+
+def _tuning_intents(ds: DataSet, s: Settings) -> tuple:
+    """The market path and the intents every candidate runs (refused on validation data)."""
+    refuse_validation(ds.files, "tune")
+    path = market_path(ds.files)
+    return path, generate(path, s.n_intents, s.n_intents, s.seed, s.horizon_s, informedness=s.informedness)
 
 
 def _scores(sm: dict) -> dict:
